@@ -1,0 +1,5 @@
+"""``python -m mpkix`` runs the command line."""
+
+from mpkix.cli import main
+
+raise SystemExit(main())

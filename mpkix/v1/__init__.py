@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC modules (do not edit; `make proto`)."""
