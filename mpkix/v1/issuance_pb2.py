@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mpkix.v1 import common_pb2 as mpkix_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mpkix/v1/issuance.proto\x12\x08mpkix.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15mpkix/v1/common.proto\"\xb0\x01\n\x0f\x45ndorsementBody\x12\x0f\n\x07\x63sr_der\x18\x01 \x01(\x0c\x12\x13\n\x0boperator_id\x18\x02 \x01(\t\x12/\n\x0b\x65ndorsed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11signature_profile\x18\x04 \x01(\t\x12\x13\n\x0b\x63ms_address\x18\x05 \x01(\t\x12\x16\n\x0etransaction_id\x18\x06 \x01(\t\">\n\x0b\x45ndorsement\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\x0c\"N\n\x0cIssueRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x0b\x65ndorsement\x18\x02 \x01(\x0b\x32\x15.mpkix.v1.Endorsement\"{\n\rIssueResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x1b.mpkix.v1.CertificateBundle\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\x13\n\x11GetCaChainRequest\"*\n\x12GetCaChainResponse\x12\x14\n\x0c\x63\x61_chain_der\x18\x01 \x03(\x0c\x32\xd1\x01\n\x08Issuance\x12\x38\n\x05Issue\x12\x16.mpkix.v1.IssueRequest\x1a\x17.mpkix.v1.IssueResponse\x12\x42\n\x0bIssueStream\x12\x16.mpkix.v1.IssueRequest\x1a\x17.mpkix.v1.IssueResponse(\x01\x30\x01\x12G\n\nGetCaChain\x12\x1b.mpkix.v1.GetCaChainRequest\x1a\x1c.mpkix.v1.GetCaChainResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mpkix/v1/issuance.proto\x12\x08mpkix.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15mpkix/v1/common.proto\"\xb3\x01\n\x0f\x45ndorsementBody\x12\x12\n\ncsr_sha256\x18\x01 \x01(\x0c\x12\x13\n\x0boperator_id\x18\x02 \x01(\t\x12/\n\x0b\x65ndorsed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11signature_profile\x18\x04 \x01(\t\x12\x13\n\x0b\x63ms_address\x18\x05 \x01(\t\x12\x16\n\x0etransaction_id\x18\x06 \x01(\t\">\n\x0b\x45ndorsement\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\x0c\"_\n\x0cIssueRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x0b\x65ndorsement\x18\x02 \x01(\x0b\x32\x15.mpkix.v1.Endorsement\x12\x0f\n\x07\x63sr_der\x18\x03 \x01(\x0c\"{\n\rIssueResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x1b.mpkix.v1.CertificateBundle\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\x13\n\x11GetCaChainRequest\"*\n\x12GetCaChainResponse\x12\x14\n\x0c\x63\x61_chain_der\x18\x01 \x03(\x0c\x32\xd1\x01\n\x08Issuance\x12\x38\n\x05Issue\x12\x16.mpkix.v1.IssueRequest\x1a\x17.mpkix.v1.IssueResponse\x12\x42\n\x0bIssueStream\x12\x16.mpkix.v1.IssueRequest\x1a\x17.mpkix.v1.IssueResponse(\x01\x30\x01\x12G\n\nGetCaChain\x12\x1b.mpkix.v1.GetCaChainRequest\x1a\x1c.mpkix.v1.GetCaChainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,17 +34,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpkix.v1.issuance_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENDORSEMENTBODY']._serialized_start=94
-  _globals['_ENDORSEMENTBODY']._serialized_end=270
-  _globals['_ENDORSEMENT']._serialized_start=272
-  _globals['_ENDORSEMENT']._serialized_end=334
-  _globals['_ISSUEREQUEST']._serialized_start=336
-  _globals['_ISSUEREQUEST']._serialized_end=414
-  _globals['_ISSUERESPONSE']._serialized_start=416
-  _globals['_ISSUERESPONSE']._serialized_end=539
-  _globals['_GETCACHAINREQUEST']._serialized_start=541
-  _globals['_GETCACHAINREQUEST']._serialized_end=560
-  _globals['_GETCACHAINRESPONSE']._serialized_start=562
-  _globals['_GETCACHAINRESPONSE']._serialized_end=604
-  _globals['_ISSUANCE']._serialized_start=607
-  _globals['_ISSUANCE']._serialized_end=816
+  _globals['_ENDORSEMENTBODY']._serialized_end=273
+  _globals['_ENDORSEMENT']._serialized_start=275
+  _globals['_ENDORSEMENT']._serialized_end=337
+  _globals['_ISSUEREQUEST']._serialized_start=339
+  _globals['_ISSUEREQUEST']._serialized_end=434
+  _globals['_ISSUERESPONSE']._serialized_start=436
+  _globals['_ISSUERESPONSE']._serialized_end=559
+  _globals['_GETCACHAINREQUEST']._serialized_start=561
+  _globals['_GETCACHAINREQUEST']._serialized_end=580
+  _globals['_GETCACHAINRESPONSE']._serialized_start=582
+  _globals['_GETCACHAINRESPONSE']._serialized_end=624
+  _globals['_ISSUANCE']._serialized_start=627
+  _globals['_ISSUANCE']._serialized_end=836
 # @@protoc_insertion_point(module_scope)

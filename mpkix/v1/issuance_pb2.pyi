@@ -26,14 +26,14 @@ class EndorsementBody(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    CSR_DER_FIELD_NUMBER: _builtins.int
+    CSR_SHA256_FIELD_NUMBER: _builtins.int
     OPERATOR_ID_FIELD_NUMBER: _builtins.int
     ENDORSED_AT_FIELD_NUMBER: _builtins.int
     SIGNATURE_PROFILE_FIELD_NUMBER: _builtins.int
     CMS_ADDRESS_FIELD_NUMBER: _builtins.int
     TRANSACTION_ID_FIELD_NUMBER: _builtins.int
-    csr_der: _builtins.bytes
-    """The ppCSR exactly as the CMA signed it."""
+    csr_sha256: _builtins.bytes
+    """SHA-256 of the ppCSR DER exactly as the CMA signed it (the request carries the ppCSR)."""
     operator_id: _builtins.str
     """Operator identifier (e.g. PLMN "310-260") as registered with the CA / ledger."""
     signature_profile: _builtins.str
@@ -47,7 +47,7 @@ class EndorsementBody(_message.Message):
     def __init__(
         self,
         *,
-        csr_der: _builtins.bytes = ...,
+        csr_sha256: _builtins.bytes = ...,
         operator_id: _builtins.str = ...,
         endorsed_at: _timestamp_pb2.Timestamp | None = ...,
         signature_profile: _builtins.str = ...,
@@ -56,7 +56,7 @@ class EndorsementBody(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["endorsed_at", b"endorsed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cms_address", b"cms_address", "csr_der", b"csr_der", "endorsed_at", b"endorsed_at", "operator_id", b"operator_id", "signature_profile", b"signature_profile", "transaction_id", b"transaction_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cms_address", b"cms_address", "csr_sha256", b"csr_sha256", "endorsed_at", b"endorsed_at", "operator_id", b"operator_id", "signature_profile", b"signature_profile", "transaction_id", b"transaction_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -96,8 +96,11 @@ class IssueRequest(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ENDORSEMENT_FIELD_NUMBER: _builtins.int
+    CSR_DER_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Unique per enrollment; the CA returns the same certificate for a repeated request_id."""
+    csr_der: _builtins.bytes
+    """The endorsed ppCSR, DER; must hash to EndorsementBody.csr_sha256."""
     @_builtins.property
     def endorsement(self) -> Global___Endorsement: ...
     def __init__(
@@ -105,10 +108,11 @@ class IssueRequest(_message.Message):
         *,
         request_id: _builtins.str = ...,
         endorsement: Global___Endorsement | None = ...,
+        csr_der: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["endorsement", b"endorsement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endorsement", b"endorsement", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csr_der", b"csr_der", "endorsement", b"endorsement", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
