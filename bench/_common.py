@@ -225,15 +225,16 @@ def _utc_now() -> str:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """Exclusive advisory lock so two benchmark processes never lose each other's section."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _locked(directory: Path) -> Iterator[None]:
+    """Exclusive advisory ``flock`` on ``directory`` itself (no stray lock file), so two
+    benchmark processes never lose each other's section."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def read_results(path: Path = LATEST_RESULTS) -> dict[str, Any]:
@@ -256,12 +257,12 @@ def merge_results(path: Path, section: str, data: Mapping[str, Any]) -> dict[str
     """Replace only ``section`` of the results document at ``path`` and write it atomically.
 
     The file is rewritten through a temporary file in the same directory and ``os.replace``
-    (atomic on POSIX), under an ``flock`` on ``<path>.lock``. Returns the merged document.
+    (atomic on POSIX), under an ``flock`` on the directory. Returns the merged document.
     """
     if not section:
         raise ValueError("results section name must not be empty")
     payload = json.loads(json.dumps(data))  # fail before touching the file if not serialisable
-    with _locked(path.with_name(path.name + ".lock")):
+    with _locked(path.parent):
         document = read_results(path)
         document[section] = payload
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -139,7 +140,24 @@ def test_merge_results_creates_then_replaces_only_its_section(tmp_path: Path) ->
         == merged
         == {"issuance": {"per_s": 1.0}, "cfssl_baseline": {"per_s": 3.0, "runs": [1, 2]}}
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "latest.json.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json"]
+
+
+def test_concurrent_merges_lose_no_section(tmp_path: Path) -> None:
+    path = tmp_path / "latest.json"
+
+    def writer(worker: int) -> None:
+        for round_ in range(5):
+            merge_results(path, f"w{worker}-{round_}", {"worker": worker, "round": round_})
+
+    threads = [threading.Thread(target=writer, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    document = read_results(path)
+    assert len(document) == 40
+    assert document["w7-4"] == {"worker": 7, "round": 4}
 
 
 def test_merge_results_refuses_to_overwrite_corrupt_file(tmp_path: Path) -> None:
