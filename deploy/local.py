@@ -1,0 +1,129 @@
+"""A local MPKIX cluster on 127.0.0.1 with TLS: one CA node and one CMS node per operator,
+each on its own event-loop thread (Boulder-style harness for tests, demo and benchmarks).
+
+Everything lives under ``workdir``: ``tls/`` (cluster PKI), ``ca/`` (CA state), and
+``cms-<operator>/`` per operator. The HSS database of each operator is given by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ca_node.keys import ISSUING_KEY_FILE, create_ca
+from ca_node.node import CaNode, CaNodeConfig
+from cms_node.node import CmsNode, CmsNodeConfig, create_endorsement_key
+from deploy.pki import init_cluster_pki
+from mpkix.endorsement import PublicKey, StaticOperatorKeys
+from mpkix.rpc.server import BuiltServer, ServerRunner
+from mpkix.rpc.tls import TlsConfig
+
+
+@dataclass
+class OperatorSpec:
+    operator_id: str
+    hss_db: Path
+    network_name: str = "WLAN"
+    node_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.node_name:
+            self.node_name = "cms-" + self.operator_id.replace("-", "")
+
+
+@dataclass
+class LocalCluster:
+    workdir: Path
+    operators: list[OperatorSpec]
+    ca_name: str = "MPKIX Demo CA"
+    validity_days: int = 365
+    ca_node_name: str = "ca-1"
+    runners: list[ServerRunner] = field(default_factory=list)
+    ca_port: int = 0
+    cms_ports: dict[str, int] = field(default_factory=dict)
+    ca: CaNode | None = None
+    cms: dict[str, CmsNode] = field(default_factory=dict)
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.workdir / "tls"
+
+    def tls(self, node: str) -> TlsConfig:
+        return TlsConfig.from_dir(self.tls_dir, node)
+
+    def client_tls(self) -> TlsConfig:
+        """What a CMA needs: the cluster root to authenticate the CMS (no client cert)."""
+        return TlsConfig(ca=(self.tls_dir / "ca.pem").read_bytes())
+
+    def prepare(self) -> None:
+        """Create the cluster PKI, the CA and each operator's endorsement key (idempotent)."""
+        init_cluster_pki(
+            self.tls_dir, [self.ca_node_name, *(o.node_name for o in self.operators)]
+        )
+        ca_dir = self.workdir / "ca" / "ca"
+        if not (ca_dir / ISSUING_KEY_FILE).exists():
+            create_ca(ca_dir, name=self.ca_name)
+        keys: dict[str, list[PublicKey]] = {}
+        for op in self.operators:
+            keys[op.operator_id] = [create_endorsement_key(self.cms_dir(op))]
+        StaticOperatorKeys.write(self.workdir / "ca" / "operators.json", keys)
+
+    def cms_dir(self, op: OperatorSpec) -> Path:
+        return self.workdir / op.node_name
+
+    def start(self) -> None:
+        self.prepare()
+
+        async def make_ca() -> BuiltServer:
+            self.ca = CaNode(
+                CaNodeConfig(
+                    state_dir=self.workdir / "ca",
+                    tls=self.tls(self.ca_node_name),
+                    validity_days=self.validity_days,
+                )
+            )
+            return await self.ca.start()
+
+        ca_runner = ServerRunner(make_ca, name="ca-node")
+        self.ca_port = ca_runner.start()
+        self.runners.append(ca_runner)
+        for op in self.operators:
+            self._start_cms(op)
+
+    def _start_cms(self, op: OperatorSpec) -> None:
+        async def make_cms() -> BuiltServer:
+            node = CmsNode(
+                CmsNodeConfig(
+                    state_dir=self.cms_dir(op),
+                    hss_db=op.hss_db,
+                    tls=self.tls(op.node_name),
+                    ca_target=f"127.0.0.1:{self.ca_port}",
+                    operator_id=op.operator_id,
+                    network_name=op.network_name,
+                )
+            )
+            self.cms[op.operator_id] = node
+            return await node.start()
+
+        runner = ServerRunner(make_cms, name=f"cms-node-{op.operator_id}")
+        self.cms_ports[op.operator_id] = runner.start()
+
+        async def close() -> None:
+            await self.cms[op.operator_id].close()
+
+        runner.on_stop.append(close)
+        self.runners.append(runner)
+
+    def stop(self) -> None:
+        for r in reversed(self.runners):
+            r.stop()
+        self.runners.clear()
+        if self.ca is not None:
+            self.ca.store.close()
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

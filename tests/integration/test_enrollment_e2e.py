@@ -1,0 +1,43 @@
+"""ceIssuance end to end over real TLS gRPC servers (paper §4.1; ARCHITECTURE §2.1)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from cryptography import x509
+
+from cma.enrollment import EnrollmentFlow
+from cma.client import enroll
+from cma.keystore import generate_key
+from cma.usim import EmulatedUsim
+from deploy.local import LocalCluster
+from mpkix.aka.sqn import UsimSqnState
+from mpkix.attributes import canonical_values
+from mpkix.profile.ppcert import parse_ppcert
+from mpkix.rpc.tls import secure_channel
+from tests.conftest import OPERATOR, subscribers
+
+
+def channel(cluster: LocalCluster) -> grpc.Channel:
+    ch = secure_channel(f"127.0.0.1:{cluster.cms_ports[OPERATOR]}", cluster.client_tls())
+    assert isinstance(ch, grpc.Channel)
+    return ch
+
+
+def flow_for(cluster: LocalCluster, index: int, **kw: object) -> EnrollmentFlow:
+    sub = subscribers(cluster.operators[0].hss_db, 1, offset=index)[0]
+    usim = EmulatedUsim(sub.imsi, sub.k, sub.opc, UsimSqnState())
+    return EnrollmentFlow(usim=usim, attributes=canonical_values(sub), key=generate_key(), **kw)  # type: ignore[arg-type]
+
+
+def test_enrollment_issues_verified_ppcert(cluster: LocalCluster) -> None:
+    flow = flow_for(cluster, 0)
+    with channel(cluster) as ch:
+        cert, resp = enroll(ch, flow)
+    view = parse_ppcert(cert)
+    assert view.subject_id == flow.subject_id
+    assert view.operator_id == OPERATOR
+    assert set(view.sealed) == set(flow.attributes)
+    assert view.cms_address.endswith(f":{cluster.cms_ports[OPERATOR]}")
+    assert cluster.cms[OPERATOR].state.get_subject(flow.subject_id) is not None
+    assert isinstance(cert, x509.Certificate)
