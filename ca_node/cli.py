@@ -1,10 +1,120 @@
-"""Command-line group (placeholder until the part lands)."""
+"""``mpkix ca …``: create a CA, register operator keys, run a CA node."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 
-def register(sub: "argparse._SubParsersAction[Any]") -> None:
-    """Add this part's subcommands to ``mpkix``."""
+def _passphrase(args: argparse.Namespace) -> bytes | None:
+    var = getattr(args, "passphrase_env", None)
+    if not var:
+        return None
+    value = os.environ.get(var)
+    if value is None:
+        raise SystemExit(f"environment variable {var} is not set")
+    return value.encode()
+
+
+def _init(args: argparse.Namespace) -> int:
+    from ca_node.keys import create_ca
+
+    state = Path(args.state_dir)
+    try:
+        material = create_ca(
+            state / "ca", key_type=args.key_type, name=args.name, passphrase=_passphrase(args)
+        )
+    except FileExistsError as e:
+        print(f"mpkix ca init: {e}", file=sys.stderr)
+        return 1
+    ops = state / "operators.json"
+    if not ops.exists():
+        ops.write_text('{"operators": []}\n')
+    print(f"CA created in {state / 'ca'}: {material.issuing_cert.subject.rfc4514_string()}")
+    return 0
+
+
+def _add_operator(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+
+    from mpkix.endorsement import PublicKey, StaticOperatorKeys, key_id
+
+    path = Path(args.state_dir) / "operators.json"
+    current = StaticOperatorKeys.from_file(path) if path.exists() else StaticOperatorKeys([])
+    entries: dict[str, list[PublicKey]] = {}
+    for k in current._by_id.values():
+        entries.setdefault(k.operator_id, []).append(k.public_key)
+    pub = serialization.load_pem_public_key(Path(args.key).read_bytes())
+    entries.setdefault(args.operator_id, []).append(pub)  # type: ignore[arg-type]
+    StaticOperatorKeys.write(path, entries)
+    print(f"registered key {key_id(pub).hex()[:16]}… for operator {args.operator_id}")  # type: ignore[arg-type]
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from ca_node.node import CaNode, CaNodeConfig
+    from mpkix.rpc.server import BuiltServer, serve_forever
+    from mpkix.rpc.tls import TlsConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    node: CaNode | None = None
+
+    async def factory() -> BuiltServer:
+        nonlocal node
+        node = CaNode(
+            CaNodeConfig(
+                state_dir=Path(args.state_dir),
+                tls=TlsConfig.from_dir(args.tls_dir, args.node_name),
+                listen=args.listen,
+                validity_days=args.validity_days,
+                ca_passphrase=_passphrase(args),
+            )
+        )
+        return await node.start()
+
+    async def close() -> None:
+        if node is not None:
+            await node.close()
+
+    asyncio.run(
+        serve_forever(
+            factory,
+            on_stop=[close],
+            ready=lambda b: print(f"CA node serving on port {b.port}", flush=True),
+        )
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add the ``ca`` group to ``mpkix``."""
+    ca = sub.add_parser("ca", help="certificate authority node")
+    g = ca.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = g.add_parser("init", help="create the CA (root + issuing) under STATE/ca")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--name", default="MPKIX CA")
+    p.add_argument("--key-type", choices=["p256", "rsa2048"], default="p256")
+    p.add_argument("--passphrase-env", help="encrypt the CA keys with $VAR")
+    p.set_defaults(handler=_init)
+
+    p = g.add_parser("add-operator", help="register an operator endorsement key (PEM)")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--operator-id", required=True)
+    p.add_argument("--key", required=True, help="operator endorsement public key, PEM")
+    p.set_defaults(handler=_add_operator)
+
+    p = g.add_parser("serve", help="run the CA node (Issuance service, mutual TLS)")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--tls-dir", required=True, help="cluster TLS directory (mpkix pki init)")
+    p.add_argument("--node-name", default="ca-1")
+    p.add_argument("--listen", default="127.0.0.1:7001")
+    p.add_argument("--validity-days", type=int, default=365)
+    p.add_argument("--passphrase-env")
+    p.set_defaults(handler=_serve)
