@@ -39,6 +39,21 @@ def enroll(
     return flow.verify(resp, trusted_roots), resp
 
 
+def parse_server_timing(value: str | bytes) -> dict[str, float]:
+    """``name;dur=ms, …`` (the HTTP Server-Timing syntax) → {name: ms}."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    out: dict[str, float] = {}
+    for part in value.split(","):
+        name, _, rest = part.strip().partition(";dur=")
+        if name and rest:
+            try:
+                out[name] = float(rest)
+            except ValueError:
+                continue
+    return out
+
+
 def _session_after_resync(done: Any, flow: EnrollmentFlow) -> str:
     return flow.session_id if not done.session_id else str(done.session_id)
 
@@ -47,7 +62,7 @@ async def enroll_async(
     stub: enrollment_pb2_grpc.EnrollmentStub,
     flow: EnrollmentFlow,
     *,
-    timing: dict[str, float] | None = None,
+    timing: dict[str, Any] | None = None,
     timeout: float = 60.0,
 ) -> enrollment_pb2.SubmitPpCsrResponse:
     """Same flow on an asyncio stub; ``timing`` receives t_auth/t_csr/t_issue seconds."""
@@ -72,11 +87,12 @@ async def enroll_async(
     t1 = time.perf_counter()
     req = flow.submission()
     t2 = time.perf_counter()
-    resp: enrollment_pb2.SubmitPpCsrResponse = await stub.SubmitPpCsr(  # type: ignore[misc]
-        req, timeout=timeout
-    )
+    call = stub.SubmitPpCsr(req, timeout=timeout)
+    resp: enrollment_pb2.SubmitPpCsrResponse = await call  # type: ignore[misc]
     flow.verify(resp)
     t3 = time.perf_counter()
     if timing is not None:
         timing.update(t_auth=t1 - t0, t_csr=t2 - t1, t_issue=t3 - t2)
+        trailer = await call.trailing_metadata()  # type: ignore[attr-defined]
+        timing["server_timing"] = parse_server_timing(dict(trailer or ()).get("server-timing", ""))
     return resp
