@@ -611,6 +611,10 @@ class EapPacket:
             raise _fail("EAP Identifier must be an int")
         if not 0 <= self.identifier <= 255:
             raise _fail(f"EAP Identifier must be 0..255, got {self.identifier}")
+        if self.body is not None and not isinstance(
+            self.body, IdentityBody | NakBody | AkaPrimeBody
+        ):
+            raise _fail(f"unsupported EAP body {type(self.body).__name__}")
         if self.code in (EapCode.SUCCESS, EapCode.FAILURE):
             if self.body is not None:
                 raise _fail(f"EAP {self.code.name} carries no data")

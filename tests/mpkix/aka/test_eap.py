@@ -346,6 +346,7 @@ def test_k_aut_must_be_32_bytes() -> None:
         (lambda: EapPacket(EapCode.RESPONSE, 1, NakBody(())).encode(), "Nak needs at least one"),
         (lambda: EapPacket(EapCode.REQUEST, True, IdentityBody()), "Identifier must be an int"),
         (lambda: EapPacket(EapCode.SUCCESS, 1).aka, "not an EAP-AKA' packet"),
+        (lambda: EapPacket(EapCode.REQUEST, 1, b"\x01"), "unsupported EAP body bytes"),  # type: ignore[arg-type]
     ],
 )
 def test_builder_and_packet_validation(call: Any, message: str) -> None:
