@@ -26,7 +26,14 @@ from ledger.contracts import (
     SOURCE_PATH,
 )
 
-__all__ = ["OPTIMIZE", "build_artifact", "compile_source", "main", "render_artifact"]
+__all__ = [
+    "OPTIMIZE",
+    "artifact_is_current",
+    "build_artifact",
+    "compile_source",
+    "main",
+    "render_artifact",
+]
 
 OPTIMIZE = "gas"
 
@@ -72,6 +79,14 @@ def render_artifact(artifact: dict[str, Any]) -> str:
     return json.dumps(artifact, sort_keys=True, indent=2) + "\n"
 
 
+def artifact_is_current(path: Path, fresh_text: str) -> bool:
+    """Whether the artifact file at ``path`` is byte for byte ``fresh_text``."""
+    try:
+        return path.read_text(encoding="utf-8") == fresh_text
+    except FileNotFoundError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m ledger.contracts.compile``."""
     parser = argparse.ArgumentParser(
@@ -91,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render_artifact(build_artifact(args.source, args.evm_version))
     output: Path = args.output
     if args.check:
-        current = output.read_text(encoding="utf-8") if output.exists() else None
-        if current != text:
+        if not artifact_is_current(output, text):
             print(
                 f"{output} is stale: run `python -m ledger.contracts.compile` and commit it",
                 file=sys.stderr,

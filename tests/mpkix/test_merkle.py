@@ -171,9 +171,7 @@ def test_every_index_of_every_size_up_to_70_verifies_and_tampering_fails() -> No
             for other_size in (size - 1, size + 1, size + 2, 2 * size):
                 if other_size < 1:
                     continue
-                same_shape = index < other_size and _shape(index, other_size) == _shape(
-                    index, size
-                )
+                same_shape = index < other_size and _shape(index, other_size) == _shape(index, size)
                 assert verify_inclusion(prefix[index], index, other_size, path, root) == same_shape
             assert not verify_inclusion(prefix[index], index, size, path, _flip(root, 31))
             # any flipped byte anywhere in the path
