@@ -274,7 +274,11 @@ class EapAkaPrimeAuthenticator:
         if sqn_ms >= sub.sqn:
             self._hss.set_sqn(s.imsi, sqn_ms)
         identifier = (s.identifier + 1) & 0xFF
-        fresh, packet = self._fresh_vector_session(s.identity, s.imsi, identifier)
+        # Same session id: the CMA keeps using the handle StartAuthentication gave it
+        # (CompleteAuthenticationResponse has no field for a new one).
+        fresh, packet = self._fresh_vector_session(
+            s.identity, s.imsi, identifier, session_id=s.session_id
+        )
         fresh.resyncs = s.resyncs + 1
         self._put(fresh)
         return False, packet, fresh

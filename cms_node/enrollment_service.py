@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from cms_node.state import CmsState, SubjectRecord
 from mpkix.anonymize import all_levels
 from mpkix.attributes import ATTRIBUTE_IDS, canonical_values
 from mpkix.endorsement import PrivateKey, sign_endorsement
+from mpkix.envelope import submission_aad
 from mpkix.profile.ppcsr import PpCsrError, parse_ppcsr
 from mpkix.profile.sealing import (
     Sealer,
@@ -37,7 +39,6 @@ from mpkix.profile.sealing import (
 )
 from mpkix.profile.signature_profiles import SignatureProfileError, get_profile
 from mpkix.rpc.errors import ServiceError, invalid, rpc_method
-from mpkix.envelope import submission_aad
 from mpkix.v1 import enrollment_pb2, enrollment_pb2_grpc, issuance_pb2
 
 log = logging.getLogger("mpkix.cms.enrollment")
@@ -82,7 +83,7 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
         resp = enrollment_pb2.StartAuthenticationResponse(
             session_id=session.session_id, eap_packet=packet
         )
-        resp.expires_at.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=120))
+        resp.expires_at.FromDatetime(_wall_clock(session.expires_at))
         return resp
 
     @rpc_method
@@ -97,10 +98,12 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
             raise invalid("eap_packet is empty: send the EAP-Response/AKA'-Challenge")
         ok, packet, session = self._auth.complete(request.session_id, bytes(request.eap_packet))
         Outcome = enrollment_pb2.CompleteAuthenticationResponse.Outcome
-        return enrollment_pb2.CompleteAuthenticationResponse(
+        resp = enrollment_pb2.CompleteAuthenticationResponse(
             outcome=Outcome.AUTHENTICATED if ok else Outcome.RESYNCHRONIZED,
             eap_packet=packet,
         )
+        resp.expires_at.FromDatetime(_wall_clock(session.expires_at))
+        return resp
 
     @rpc_method
     async def SubmitPpCsr(
@@ -201,7 +204,9 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
         cert = x509.load_der_x509_certificate(bundle.certificate_der)
         spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         if cert.public_key().public_bytes(*spki) != csr.public_key.public_bytes(*spki):
-            raise ServiceError(grpc.StatusCode.INTERNAL, "the CA returned a certificate for another key")
+            raise ServiceError(
+                grpc.StatusCode.INTERNAL, "the CA returned a certificate for another key"
+            )
 
         response = enrollment_pb2.SubmitPpCsrResponse(
             transaction_id=tx, subject_id=csr.subject_id, bundle=bundle
@@ -222,6 +227,12 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
             response=response.SerializeToString(),
         )
         return response
+
+
+def _wall_clock(expires_monotonic: float) -> dt.datetime:
+    """A session's monotonic expiry as UTC wall-clock time (for ``expires_at`` fields)."""
+    remaining = max(0.0, expires_monotonic - time.monotonic())
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=remaining)
 
 
 def _status_code(value: int) -> grpc.StatusCode:
