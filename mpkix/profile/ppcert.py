@@ -227,9 +227,7 @@ def build_tbs(
     return (
         x509.CertificateBuilder(
             issuer_name=issuer.name,
-            subject_name=x509.Name(
-                [x509.NameAttribute(x509.NameOID.COMMON_NAME, csr.subject_id)]
-            ),
+            subject_name=x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, csr.subject_id)]),
             public_key=csr.public_key,
             serial_number=random_serial() if serial is None else serial,
             not_valid_before=not_before,
