@@ -101,6 +101,8 @@ def _birthday_levels(value: str, as_of: date) -> Levels:
         raise AttributeValueError(f"birthday: not a canonical YYYY-MM-DD value: {value!r}")
     try:
         born = date.fromisoformat(value)
+        if born.isoformat() != value:  # 3.11 also reads ISO week dates such as 1990-W20-3
+            raise ValueError(value)
     except ValueError:
         raise AttributeValueError(
             f"birthday: not a canonical YYYY-MM-DD value: {value!r}"

@@ -16,9 +16,10 @@ Normalization (decision record 0202):
 * ``birthday``: ISO 8601 ``YYYY-MM-DD``;
 * ``phone``: E.164 (``+13235551234``); NANP numbers may be typed without ``+1`` and with the usual
   punctuation;
-* ``address``: ``"<number> <street>, <city>, <state> <zip5>"``: commas and periods removed from the
-  components, USPS suffix and directional abbreviations applied to the street (``Street`` -> ``st``,
-  ``North`` -> ``n``), full state names mapped to their USPS code, ZIP+4 cut to the 5-digit ZIP.
+* ``address``: ``"<number> <street>, <city>, <state> <zip5>"``: periods deleted and commas turned
+  into spaces in the components, USPS suffix and directional abbreviations applied to the street
+  (``Street`` -> ``st``, ``North`` -> ``n``), full state names mapped to their USPS code, ZIP+4 cut
+  to the 5-digit ZIP.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ _STATE_NAMES: Final[Mapping[str, str]] = {
     "northern mariana islands": "mp",
 }  # fmt: skip
 _STATE_CODES: Final = frozenset(_STATE_NAMES.values())
-_ADDRESS_PUNCTUATION: Final = str.maketrans({",": " ", ".": " "})
+_ADDRESS_PUNCTUATION: Final = str.maketrans({",": " ", ".": None})
 _STREET_NUMBER: Final = re.compile(r"[0-9a-z][0-9a-z/-]*")
 _ZIP: Final = re.compile(r"(\d{5})(?:-?\d{4})?")
 

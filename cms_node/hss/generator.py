@@ -3,7 +3,10 @@
 Realistic where it matters to the anonymization and IA figures of paper §4.2.3/§6:
 
 * given names by sex and birth cohort from SSA national baby-name frequencies, surnames by
-  US Census 2010 frequency (``data/given_names.csv``, ``data/surnames.csv``);
+  US Census 2010 frequency (``data/given_names.csv``, ``data/surnames.csv``); the listed names keep
+  their real population share and the rest of the population (62.5 % for surnames) gets a Zipf
+  tail of rarer names made by a character-trigram model trained on the listed ones, so name
+  frequencies have the real long tail;
 * sex F/M by the 2020 Census ratio, with a small share of ``X``;
 * birthdays from the 2020 Census age pyramid (5-year groups; about 22 % minors), uniform within
   a group, ages counted on a fixed reference date so the output never depends on today;
@@ -22,9 +25,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import random
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -65,6 +70,8 @@ AGE_PYRAMID: Final[tuple[tuple[int, int, int], ...]] = (
 SEX_WEIGHTS: Final = (("F", 504), ("M", 492), ("X", 4))
 #: Birth-year upper bounds of the given-name cohorts of data/given_names.csv.
 _COHORTS: Final = ((1962, "1950"), (1984, "1975"), (2003, "1995"), (9999, "2012"))
+#: Share of the population whose surname is in data/surnames.csv (Census 2010 cum_prop100k).
+SURNAME_LIST_COVERAGE: Final = 0.375
 #: How many digits a house number has (weights).
 _HOUSE_NUMBER_DIGITS: Final = ((1, 5), (2, 14), (3, 36), (4, 38), (5, 7))
 
@@ -99,12 +106,105 @@ class City:
     area_codes: tuple[str, ...]
 
 
+class _NameModel:
+    """Order-2 character Markov chain over real names: plausible *rare* names for the tail.
+
+    Trained on name types (each listed name once). A made name is kept only if it is not a listed
+    name and the chain makes it with probability below ``max_probability``: so no made name can
+    become common by being an easy path through the chain.
+    """
+
+    __slots__ = ("_exclude", "_max_probability", "_next")
+    _MIN_LEN: Final = 3
+    _MAX_LEN: Final = 10
+
+    def __init__(self, names: Iterable[str], max_probability: float = 5e-6) -> None:
+        contexts: dict[str, Counter[str]] = {}
+        known: set[str] = set()
+        for name in names:
+            lowered = name.lower()
+            known.add(lowered)
+            if not (lowered.isascii() and lowered.isalpha()):
+                continue
+            padded = "^^" + lowered + "$"
+            for i in range(2, len(padded)):
+                contexts.setdefault(padded[i - 2 : i], Counter())[padded[i]] += 1
+        self._next: dict[str, tuple[_Weighted[str], dict[str, float]]] = {}
+        for ctx, counter in sorted(contexts.items()):
+            total = sum(counter.values())
+            items = sorted(counter.items())
+            self._next[ctx] = (_Weighted(items), {ch: n / total for ch, n in items})
+        self._exclude = frozenset(known)
+        self._max_probability = max_probability
+
+    def make(self, rng: random.Random) -> str | None:
+        """A new rare name, or ``None`` after 50 rejected attempts."""
+        for _ in range(50):
+            ctx, out, probability = "^^", "", 1.0
+            while len(out) <= self._MAX_LEN:
+                table, probs = self._next[ctx]
+                ch = table.pick(rng)
+                probability *= probs[ch]
+                if ch == "$":
+                    break
+                out += ch
+                ctx = ctx[1] + ch
+            if (
+                self._MIN_LEN <= len(out) <= self._MAX_LEN
+                and probability < self._max_probability
+                and out not in self._exclude
+            ):
+                return out.capitalize()
+        return None
+
+
+class _NamePool:
+    """Listed names with their real weights, then a Zipf tail of made rare names.
+
+    The tail continues the listed distribution: rank ``r`` beyond the list has weight
+    ``w_last * r_first / r`` (Zipf, exponent 1), over as many ranks as the tail mass needs; a
+    rank's name is a pure function of ``(key, rank)``, so it does not depend on the run.
+    """
+
+    __slots__ = ("_cache", "_first_rank", "_key", "_listed", "_model", "_span", "_with_tail")
+    _MAX_RANK: Final = 2_000_000
+
+    def __init__(
+        self, key: str, listed: Sequence[tuple[str, float]], tail: float, model: _NameModel
+    ) -> None:
+        self._key = key
+        self._listed = _Weighted(listed)
+        tail = max(tail, 0.0)
+        self._with_tail: _Weighted[str | None] = _Weighted([*listed, (None, tail)])
+        self._model = model
+        self._first_rank = len(listed) + 1
+        last_weight = min(w for _, w in listed)
+        # sum_{r=f}^{N} w*f/r ~ w*f*ln(N/f) = tail  =>  ln(N/f) = tail / (w*f)
+        self._span = min(
+            tail / (last_weight * self._first_rank), math.log(self._MAX_RANK / self._first_rank)
+        )
+        self._cache: dict[int, str] = {}
+
+    def pick(self, rng: random.Random) -> str:
+        name = self._with_tail.pick(rng)
+        if name is not None:
+            return name
+        rank = int(self._first_rank * math.exp(rng.random() * self._span))
+        made = self._cache.get(rank)
+        if made is None:
+            rank_rng = random.Random(f"{self._key}:{rank}")
+            made = self._model.make(rank_rng) or self._listed.pick(rank_rng)
+            self._cache[rank] = made
+        return made
+
+
 @dataclass(frozen=True, slots=True)
 class _Tables:
     sexes: _Weighted[str]
     ages: _Weighted[tuple[int, int]]
-    given: dict[tuple[str, str], _Weighted[str]]  # (cohort, sex) -> names
-    surnames: _Weighted[str]
+    given: dict[tuple[str, str], _NamePool]  # (cohort, sex) -> names
+    surnames: _NamePool
+    listed_surnames: int
     states: _Weighted[str]
     cities: dict[str, _Weighted[City]]
     street_names: _Weighted[str]
@@ -125,6 +225,13 @@ def load_tables() -> _Tables:
     given: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for row in _read_csv("given_names.csv"):
         given.setdefault((row["cohort"], row["sex"]), []).append((row["name"], float(row["count"])))
+    births = {(r["cohort"], r["sex"]): float(r["births"]) for r in _read_csv("cohort_births.csv")}
+    given_models = {
+        sex: _NameModel(name for (_, s), pairs in given.items() if s == sex for name, _ in pairs)
+        for sex in ("F", "M")
+    }
+    surname_pairs = [(r["surname"], float(r["count"])) for r in _read_csv("surnames.csv")]
+    listed_total = sum(w for _, w in surname_pairs)
     cities: dict[str, list[tuple[City, float]]] = {}
     for row in _read_csv("cities.csv"):
         city = City(row["state"], row["city"], row["zip3"], tuple(row["area_codes"].split("|")))
@@ -139,8 +246,22 @@ def load_tables() -> _Tables:
     return _Tables(
         sexes=_Weighted(SEX_WEIGHTS),
         ages=_Weighted([((lo, hi), w) for lo, hi, w in AGE_PYRAMID]),
-        given={key: _Weighted(pairs) for key, pairs in given.items()},
-        surnames=_Weighted([(r["surname"], float(r["count"])) for r in _read_csv("surnames.csv")]),
+        given={
+            key: _NamePool(
+                f"given:{key[1]}",
+                pairs,
+                births[key] - sum(w for _, w in pairs),
+                given_models[key[1]],
+            )
+            for key, pairs in given.items()
+        },
+        surnames=_NamePool(
+            "surname",
+            surname_pairs,
+            listed_total * (1 - SURNAME_LIST_COVERAGE) / SURNAME_LIST_COVERAGE,
+            _NameModel(name for name, _ in surname_pairs),
+        ),
+        listed_surnames=len(surname_pairs),
         states=_Weighted(states),
         cities={state: _Weighted(pairs) for state, pairs in cities.items()},
         street_names=_Weighted(streets["name"]),
