@@ -82,7 +82,7 @@ def _issuer_facts(issuer: x509.Certificate) -> _IssuerFacts:
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
-        ski = x509.SubjectKeyIdentifier.from_public_key(public_key).digest  # type: ignore[arg-type]
+        ski = x509.SubjectKeyIdentifier.from_public_key(public_key).digest
     return _IssuerFacts(
         issuer.subject.public_bytes(),
         ski,

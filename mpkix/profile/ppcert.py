@@ -161,7 +161,7 @@ def issuer_context(ca_cert: x509.Certificate) -> IssuerContext:
     try:
         ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
-        ski = x509.SubjectKeyIdentifier.from_public_key(ca_cert.public_key())  # type: ignore[arg-type]
+        ski = x509.SubjectKeyIdentifier.from_public_key(ca_cert.public_key())
     return IssuerContext(
         ca_cert.subject,
         x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),

@@ -212,7 +212,7 @@ def test_key_and_certificate_files(tmp_path: Path, material: CaMaterial) -> None
     assert b"BEGIN PRIVATE KEY" in (tmp_path / "k.pem").read_bytes()
     assert load_private_key(tmp_path / "k.pem").public_key() == material.issuing_key.public_key()
     p384 = ec.generate_private_key(ec.SECP384R1())
-    save_private_key(tmp_path / "p384.pem", p384)  # type: ignore[arg-type]
+    save_private_key(tmp_path / "p384.pem", p384)
     with pytest.raises(CaKeyError, match="P-256"):
         load_private_key(tmp_path / "p384.pem")
     (tmp_path / "junk.pem").write_bytes(b"not a key")

@@ -61,9 +61,7 @@ def test_issue_profile_fields(ca: CaMaterial) -> None:
     assert [e.oid for e in cert.extensions if e.critical] == [ExtensionOID.KEY_USAGE]
     ku = exts[ExtensionOID.KEY_USAGE].value
     assert isinstance(ku, x509.KeyUsage) and ku.digital_signature and not ku.key_cert_sign
-    assert list(exts[ExtensionOID.EXTENDED_KEY_USAGE].value) == [  # type: ignore[call-overload]
-        ExtendedKeyUsageOID.CLIENT_AUTH
-    ]
+    assert list(exts[ExtensionOID.EXTENDED_KEY_USAGE].value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     ski = x509.SubjectKeyIdentifier.from_public_key(csr.public_key)
     assert exts[ExtensionOID.SUBJECT_KEY_IDENTIFIER].value == ski
     ca_ski = ca.issuing_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
