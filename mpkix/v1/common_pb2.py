@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mpkix/v1/common.proto\x12\x08mpkix.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"p\n\x11\x43\x65rtificateBundle\x12\x17\n\x0f\x63\x65rtificate_der\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_der\x18\x02 \x03(\x0c\x12,\n\tinclusion\x18\x03 \x01(\x0b\x32\x19.mpkix.v1.MerkleInclusion\"\xcf\x01\n\x0fMerkleInclusion\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x12\x12\n\naudit_path\x18\x04 \x03(\x0c\x12\x0c\n\x04root\x18\x05 \x01(\x0c\x12\x18\n\x10issuer_ca_sha256\x18\x06 \x01(\x0c\x12\x16\n\x0e\x61nchor_tx_hash\x18\x07 \x01(\x0c\x12/\n\x0b\x61nchored_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1f\n\x10SignatureProfile\x12\x0b\n\x03uri\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mpkix/v1/common.proto\x12\x08mpkix.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"p\n\x11\x43\x65rtificateBundle\x12\x17\n\x0f\x63\x65rtificate_der\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_der\x18\x02 \x03(\x0c\x12,\n\tinclusion\x18\x03 \x01(\x0b\x32\x19.mpkix.v1.MerkleInclusion\"\x96\x02\n\x0fMerkleInclusion\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x12\x12\n\naudit_path\x18\x04 \x03(\x0c\x12\x0c\n\x04root\x18\x05 \x01(\x0c\x12\x18\n\x10issuer_ca_sha256\x18\x06 \x01(\x0c\x12\x16\n\x0e\x61nchor_tx_hash\x18\x07 \x01(\x0c\x12/\n\x0b\x61nchored_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11operator_key_hash\x18\t \x01(\x0c\x12\x10\n\x08\x63hain_id\x18\n \x01(\x04\x12\x18\n\x10registry_address\x18\x0b \x01(\x0c\"\x1f\n\x10SignatureProfile\x12\x0b\n\x03uri\x18\x01 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CERTIFICATEBUNDLE']._serialized_start=68
   _globals['_CERTIFICATEBUNDLE']._serialized_end=180
   _globals['_MERKLEINCLUSION']._serialized_start=183
-  _globals['_MERKLEINCLUSION']._serialized_end=390
-  _globals['_SIGNATUREPROFILE']._serialized_start=392
-  _globals['_SIGNATUREPROFILE']._serialized_end=423
+  _globals['_MERKLEINCLUSION']._serialized_end=461
+  _globals['_SIGNATUREPROFILE']._serialized_start=463
+  _globals['_SIGNATUREPROFILE']._serialized_end=494
 # @@protoc_insertion_point(module_scope)

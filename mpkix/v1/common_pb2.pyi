@@ -57,6 +57,10 @@ Global___CertificateBundle: _TypeAlias = CertificateBundle  # noqa: Y015
 
 @_typing.final
 class MerkleInclusion(_message.Message):
+    """Leaf entry = SHA-256(certificate DER) || operator_key_hash (decision 0401); the leaf hash is
+    SHA-256(0x00 || entry) per RFC 9162.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
@@ -67,6 +71,9 @@ class MerkleInclusion(_message.Message):
     ISSUER_CA_SHA256_FIELD_NUMBER: _builtins.int
     ANCHOR_TX_HASH_FIELD_NUMBER: _builtins.int
     ANCHORED_AT_FIELD_NUMBER: _builtins.int
+    OPERATOR_KEY_HASH_FIELD_NUMBER: _builtins.int
+    CHAIN_ID_FIELD_NUMBER: _builtins.int
+    REGISTRY_ADDRESS_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.int
     """Ledger-wide batch identifier (the contract's batch id)."""
     leaf_index: _builtins.int
@@ -79,6 +86,11 @@ class MerkleInclusion(_message.Message):
     """SHA-256 of the issuing CA certificate DER (the ledger trust-anchor key)."""
     anchor_tx_hash: _builtins.bytes
     """Ledger transaction that anchored the batch (for audit; verifiers use their mirror)."""
+    operator_key_hash: _builtins.bytes
+    """SHA-256 of the endorsing operator key's SPKI (32 zero bytes: no operator)."""
+    chain_id: _builtins.int
+    """Ledger chain id and registry contract address the batch was anchored on."""
+    registry_address: _builtins.bytes
     @_builtins.property
     def audit_path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """Audit path, leaf level first (RFC 9162 §2.1.3.1)."""
@@ -96,10 +108,13 @@ class MerkleInclusion(_message.Message):
         issuer_ca_sha256: _builtins.bytes = ...,
         anchor_tx_hash: _builtins.bytes = ...,
         anchored_at: _timestamp_pb2.Timestamp | None = ...,
+        operator_key_hash: _builtins.bytes = ...,
+        chain_id: _builtins.int = ...,
+        registry_address: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["anchored_at", b"anchored_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchor_tx_hash", b"anchor_tx_hash", "anchored_at", b"anchored_at", "audit_path", b"audit_path", "batch_id", b"batch_id", "issuer_ca_sha256", b"issuer_ca_sha256", "leaf_index", b"leaf_index", "root", b"root", "tree_size", b"tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchor_tx_hash", b"anchor_tx_hash", "anchored_at", b"anchored_at", "audit_path", b"audit_path", "batch_id", b"batch_id", "chain_id", b"chain_id", "issuer_ca_sha256", b"issuer_ca_sha256", "leaf_index", b"leaf_index", "operator_key_hash", b"operator_key_hash", "registry_address", b"registry_address", "root", b"root", "tree_size", b"tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
