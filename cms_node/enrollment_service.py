@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,7 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
         self._state = state
         self._ca = ca
         self._op = operator
+        self._in_flight: set[str] = set()  # transaction ids being processed
 
     @rpc_method
     async def StartAuthentication(
@@ -111,6 +113,24 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
         request: enrollment_pb2.SubmitPpCsrRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> enrollment_pb2.SubmitPpCsrResponse:
+        # One attempt per transaction at a time: a retry racing the first attempt is told to
+        # retry (then it gets the stored answer) instead of issuing alongside it.
+        tx = request.transaction_id
+        if tx in self._in_flight:
+            raise ServiceError(
+                grpc.StatusCode.ABORTED,
+                "this transaction is already being processed; retry",
+                reason="TRANSACTION_IN_PROGRESS",
+            )
+        self._in_flight.add(tx)
+        try:
+            return await self._submit(request)
+        finally:
+            self._in_flight.discard(tx)
+
+    async def _submit(
+        self, request: enrollment_pb2.SubmitPpCsrRequest
+    ) -> enrollment_pb2.SubmitPpCsrResponse:
         tx = request.transaction_id
         if not TRANSACTION_RE.match(tx):
             raise invalid("transaction_id must be 8-128 characters of [A-Za-z0-9._:-] (a UUID)")
@@ -122,17 +142,9 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
             raise invalid(f"sealed_submission is larger than {MAX_SUBMISSION} bytes")
         auth = self._auth.authenticated(request.session_id)
 
-        stored = self._state.get_enrollment(tx)
+        stored = self._stored_answer(tx, auth.imsi)
         if stored is not None:
-            if stored.imsi != auth.imsi:
-                raise ServiceError(
-                    grpc.StatusCode.ALREADY_EXISTS,
-                    "transaction_id is already used; choose a new one",
-                    reason="TRANSACTION_ID_REUSED",
-                )
-            resp = enrollment_pb2.SubmitPpCsrResponse()
-            resp.ParseFromString(stored.response)
-            return resp
+            return stored
 
         sealer = Sealer(auth.keys.k_encr, auth.keys.k_aut)
         try:
@@ -183,6 +195,8 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
                 + ", ".join(mismatched),
                 reason="ATTRIBUTE_MISMATCH",
             )
+        if self._state.get_subject(csr.subject_id) is not None:
+            return self._answer_conflict(tx, auth.imsi)
         today = dt.datetime.now(dt.UTC).date()
         anonymized = all_levels(values, today)
 
@@ -211,22 +225,53 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
         response = enrollment_pb2.SubmitPpCsrResponse(
             transaction_id=tx, subject_id=csr.subject_id, bundle=bundle
         )
-        await self._state.record_enrollment(
-            transaction_id=tx,
-            subject=SubjectRecord(
-                subject_id=csr.subject_id,
-                imsi=auth.imsi,
-                k_encr=auth.keys.k_encr,
-                k_aut=auth.keys.k_aut,
-                cert_serial=format(cert.serial_number, "x"),
-                cert_sha256=hashlib.sha256(bundle.certificate_der).digest(),
-                anonymized={k: list(v) for k, v in anonymized.items()},
-                levels_as_of=today.isoformat(),
-            ),
-            csr_sha256=hashlib.sha256(csr.der).digest(),
-            response=response.SerializeToString(),
-        )
+        try:
+            await self._state.record_enrollment(
+                transaction_id=tx,
+                subject=SubjectRecord(
+                    subject_id=csr.subject_id,
+                    imsi=auth.imsi,
+                    k_encr=auth.keys.k_encr,
+                    k_aut=auth.keys.k_aut,
+                    cert_serial=format(cert.serial_number, "x"),
+                    cert_sha256=hashlib.sha256(bundle.certificate_der).digest(),
+                    anonymized={k: list(v) for k, v in anonymized.items()},
+                    levels_as_of=today.isoformat(),
+                ),
+                csr_sha256=hashlib.sha256(csr.der).digest(),
+                response=response.SerializeToString(),
+            )
+        except sqlite3.IntegrityError:
+            # A concurrent retry of this transaction (or a racing use of this subject id)
+            # committed first: answer as a sequential retry would.
+            return self._answer_conflict(tx, auth.imsi)
         return response
+
+    def _stored_answer(self, tx: str, imsi: str) -> enrollment_pb2.SubmitPpCsrResponse | None:
+        """The stored answer of transaction ``tx`` of ``imsi``; ALREADY_EXISTS if another
+        subscriber used ``tx``; None if ``tx`` is new."""
+        stored = self._state.get_enrollment(tx)
+        if stored is None:
+            return None
+        if stored.imsi != imsi:
+            raise ServiceError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                "transaction_id is already used; choose a new one",
+                reason="TRANSACTION_ID_REUSED",
+            )
+        return enrollment_pb2.SubmitPpCsrResponse.FromString(stored.response)
+
+    def _answer_conflict(self, tx: str, imsi: str) -> enrollment_pb2.SubmitPpCsrResponse:
+        """The subject id is taken: by this transaction (a retry that raced the first attempt
+        gets its answer) or by another one (ALREADY_EXISTS)."""
+        stored = self._stored_answer(tx, imsi)
+        if stored is None:
+            raise ServiceError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                "this subject id already has a ppCert; use a new subject id for a new ppCSR",
+                reason="SUBJECT_ID_REUSED",
+            )
+        return stored
 
 
 def _wall_clock(expires_monotonic: float) -> dt.datetime:
