@@ -562,7 +562,8 @@ class ChainEngine:
         reason, revert_data = failure_of(computation)
         return CallResult(
             output=bytes(computation.output) if computation.is_success else b"",
-            gas_used=computation.get_gas_used(),
+            # as a transaction: intrinsic gas plus execution, before refunds
+            gas_used=int(unsigned.get_intrinsic_gas()) + computation.get_gas_used(),
             success=computation.is_success,
             revert_reason=reason,
             revert_data=revert_data,

@@ -29,7 +29,10 @@ CHAIN_ID = 60631
 
 
 def _key(name: str) -> LocalAccount:
-    return Account.from_key(hashlib.sha256(b"mpkix-ledger-test:" + name.encode()).digest())
+    acct: LocalAccount = Account.from_key(
+        hashlib.sha256(b"mpkix-ledger-test:" + name.encode()).digest()
+    )
+    return acct
 
 
 @dataclass(frozen=True)
@@ -97,13 +100,17 @@ def genesis_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, genesis: GenesisConfig, artifact: ContractArtifact) -> Iterator[ChainEngine]:
+def engine(
+    tmp_path: Path, genesis: GenesisConfig, artifact: ContractArtifact
+) -> Iterator[ChainEngine]:
     eng = ChainEngine(tmp_path / "chain.sqlite", genesis, artifact)
     yield eng
     eng.close()
 
 
-def signer_for(acct: LocalAccount, genesis: GenesisConfig, artifact: ContractArtifact, nonce: int = 0) -> LocalSigner:
+def signer_for(
+    acct: LocalAccount, genesis: GenesisConfig, artifact: ContractArtifact, nonce: int = 0
+) -> LocalSigner:
     return LocalSigner(
         acct.key,
         chain_id=genesis.chain_id,
@@ -115,7 +122,9 @@ def signer_for(acct: LocalAccount, genesis: GenesisConfig, artifact: ContractArt
 
 
 @pytest.fixture
-def node(tmp_path: Path, genesis: GenesisConfig, artifact: ContractArtifact) -> Iterator[LedgerNode]:
+def node(
+    tmp_path: Path, genesis: GenesisConfig, artifact: ContractArtifact
+) -> Iterator[LedgerNode]:
     n = LedgerNode(tmp_path / "node", genesis, artifact).start()
     yield n
     n.stop()

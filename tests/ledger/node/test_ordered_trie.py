@@ -8,7 +8,7 @@ import pytest
 import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth_hash.auto import keccak
-from trie import HexaryTrie
+from trie.hexary import HexaryTrie
 
 from ledger.node.ordered_trie import ordered_trie_root_and_nodes
 
