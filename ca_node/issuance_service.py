@@ -21,10 +21,11 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ca_node.anchoring import AnchorBatcher, leaf_entry
 from ca_node.authority import CertificateAuthority, IssuanceRefused
 from mpkix.profile.lint import LintError
 from ca_node.store import IssuedRecord, IssuedStore
-from mpkix.endorsement import EndorsementError, OperatorKeyRegistry, verify_endorsement
+from mpkix.endorsement import EndorsementError, OperatorKeyRegistry, key_id, verify_endorsement
 from mpkix.profile.ppcert import PpCertError, PpCertParams
 from mpkix.profile.ppcsr import PpCsrError, parse_ppcsr
 from mpkix.profile.signature_profiles import SignatureProfileError, get_profile
@@ -42,6 +43,9 @@ class IssuancePolicy:
     validity: dt.timedelta = dt.timedelta(days=365)
     endorsement_max_age: dt.timedelta = dt.timedelta(minutes=5)
     default_profile: str = "mss:mpkix:authn:loa3:app"
+    # How long Issue waits for the certificate's batch to be anchored before answering
+    # UNAVAILABLE (the certificate is kept; a retry with the same request id returns it).
+    anchor_timeout: dt.timedelta = dt.timedelta(seconds=20)
 
 
 class IssuanceService(issuance_pb2_grpc.IssuanceServicer):
@@ -51,7 +55,9 @@ class IssuanceService(issuance_pb2_grpc.IssuanceServicer):
         operators: OperatorKeyRegistry,
         store: IssuedStore,
         policy: IssuancePolicy | None = None,
+        batcher: AnchorBatcher | None = None,
     ) -> None:
+        self._batcher = batcher
         self._ca = authority
         self._operators = operators
         self._store = store
@@ -61,8 +67,36 @@ class IssuanceService(issuance_pb2_grpc.IssuanceServicer):
         ]
 
     # -- core -------------------------------------------------------------------------------
-    def _bundle(self, cert_der: bytes) -> common_pb2.CertificateBundle:
-        return common_pb2.CertificateBundle(certificate_der=cert_der, ca_chain_der=self._chain_der)
+    async def _bundle(self, rec: IssuedRecord) -> common_pb2.CertificateBundle:
+        bundle = common_pb2.CertificateBundle(
+            certificate_der=rec.cert_der, ca_chain_der=self._chain_der
+        )
+        if self._batcher is None:
+            return bundle
+        inclusion = self._batcher.inclusion_for(rec.serial)
+        if inclusion is None:
+            if self._batcher.is_batched(rec.serial):
+                raise ServiceError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "the certificate's batch is being anchored; retry with the same request id",
+                    reason="ANCHORING_PENDING",
+                )
+            fut = self._batcher.submit(
+                rec.serial, leaf_entry(rec.cert_der, rec.operator_key_hash)
+            )
+            try:
+                inclusion = await asyncio.wait_for(
+                    asyncio.shield(fut), self._policy.anchor_timeout.total_seconds()
+                )
+            except TimeoutError:
+                raise ServiceError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "the ledger did not anchor the certificate in time; retry with the same "
+                    "request id (the certificate is kept)",
+                    reason="ANCHORING_PENDING",
+                ) from None
+        bundle.inclusion.CopyFrom(inclusion)
+        return bundle
 
     async def issue(self, req: issuance_pb2.IssueRequest) -> common_pb2.CertificateBundle:
         """Validate and issue one request; raises :class:`ServiceError`."""
@@ -96,7 +130,7 @@ class IssuanceService(issuance_pb2_grpc.IssuanceServicer):
                     f"request id {req.request_id} was already used for a different ppCSR",
                     reason="REQUEST_ID_REUSED",
                 )
-            return self._bundle(existing.cert_der)
+            return await self._bundle(existing)
         try:
             csr = parse_ppcsr(req.csr_der)
         except PpCsrError as e:
@@ -132,6 +166,7 @@ class IssuanceService(issuance_pb2_grpc.IssuanceServicer):
                 cert_sha256=hashlib.sha256(der).digest(),
                 subject_id=csr.subject_id,
                 operator_id=operator.operator_id,
+                operator_key_hash=key_id(operator.public_key),
                 cert_der=der,
                 not_after=cert.not_valid_after_utc.timestamp(),
             )
@@ -142,7 +177,7 @@ class IssuanceService(issuance_pb2_grpc.IssuanceServicer):
                 f"request id {req.request_id} was already used for a different ppCSR",
                 reason="REQUEST_ID_REUSED",
             )
-        return self._bundle(stored.cert_der)
+        return await self._bundle(stored)
 
     # -- RPCs -------------------------------------------------------------------------------
     @rpc_method

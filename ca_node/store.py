@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS issued (
     cert_sha256   BLOB NOT NULL UNIQUE,
     subject_id    TEXT NOT NULL,
     operator_id   TEXT NOT NULL,
+    operator_key_hash BLOB NOT NULL,      -- SHA-256 of the endorsing key's SPKI
     cert_der      BLOB NOT NULL,
     not_after     REAL NOT NULL,
     issued_at     REAL NOT NULL
@@ -38,6 +39,7 @@ class IssuedRecord:
     cert_sha256: bytes
     subject_id: str
     operator_id: str
+    operator_key_hash: bytes
     cert_der: bytes
     not_after: float
 
@@ -58,7 +60,7 @@ class IssuedStore:
     def by_request(self, request_id: str) -> IssuedRecord | None:
         row = self._reader.execute(
             "SELECT serial, request_id, csr_sha256, cert_sha256, subject_id, operator_id, "
-            "cert_der, not_after FROM issued WHERE request_id = ?",
+            "operator_key_hash, cert_der, not_after FROM issued WHERE request_id = ?",
             (request_id,),
         ).fetchone()
         return IssuedRecord(*row) if row else None
@@ -66,10 +68,23 @@ class IssuedStore:
     def by_serial(self, serial: str) -> IssuedRecord | None:
         row = self._reader.execute(
             "SELECT serial, request_id, csr_sha256, cert_sha256, subject_id, operator_id, "
-            "cert_der, not_after FROM issued WHERE serial = ?",
+            "operator_key_hash, cert_der, not_after FROM issued WHERE serial = ?",
             (serial.lower(),),
         ).fetchone()
         return IssuedRecord(*row) if row else None
+
+    def unbatched(self, batched: "set[str] | None" = None) -> list[tuple[str, bytes, bytes]]:
+        """(serial, cert DER, operator key hash) of certificates not in any anchoring batch."""
+        try:
+            rows = self._reader.execute(
+                "SELECT serial, cert_der, operator_key_hash FROM issued WHERE serial NOT IN "
+                "(SELECT serial FROM batch_leaves) ORDER BY issued_at"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no anchoring tables: anchoring never ran
+            rows = self._reader.execute(
+                "SELECT serial, cert_der, operator_key_hash FROM issued ORDER BY issued_at"
+            ).fetchall()
+        return [(r[0], bytes(r[1]), bytes(r[2])) for r in rows]
 
     def count(self) -> int:
         return int(self._reader.execute("SELECT count(*) FROM issued").fetchone()[0])
@@ -79,7 +94,7 @@ class IssuedStore:
 
         def write(conn: sqlite3.Connection) -> IssuedRecord | None:
             cur = conn.execute(
-                "INSERT INTO issued VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(request_id) DO NOTHING",
+                "INSERT INTO issued VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(request_id) DO NOTHING",
                 (
                     rec.serial,
                     rec.request_id,
@@ -87,6 +102,7 @@ class IssuedStore:
                     rec.cert_sha256,
                     rec.subject_id,
                     rec.operator_id,
+                    rec.operator_key_hash,
                     rec.cert_der,
                     rec.not_after,
                     time.time(),
