@@ -309,6 +309,15 @@ def test_unknown_identity_gets_decoy_challenge(cluster: LocalCluster, stub: Stub
     err = expect_error(lambda: complete(stub, resp.session_id, arbitrary), UNAUTHENTICATED)
     assert err.details == known_err.details == AUTH_FAILED
     assert err.reason == known_err.reason
+    # A synchronization failure on a decoy gets the same answer (no resync oracle either).
+    resp = stub.StartAuthentication(
+        enrollment_pb2.StartAuthenticationRequest(eap_packet=stranger.identity_packet()),
+        timeout=10,
+    )
+    ch = eap.parse_challenge_request(resp.eap_packet)
+    auts = eap.sync_failure_response(ch.identifier, os.urandom(14))
+    err = expect_error(lambda: complete(stub, resp.session_id, auts), UNAUTHENTICATED)
+    assert (err.details, err.reason) == (known_err.details, known_err.reason)
     assert Stored.of(cluster) == before
 
 
