@@ -32,8 +32,6 @@ def enroll(
             ),
             timeout=timeout,
         )
-        if done.outcome == enrollment_pb2.CompleteAuthenticationResponse.RESYNCHRONIZED:
-            flow.session_id = _session_after_resync(done, flow)
         answer = flow.on_complete(done)
     resp = stub.SubmitPpCsr(flow.submission(), timeout=timeout)
     return flow.verify(resp, trusted_roots), resp
@@ -52,10 +50,6 @@ def parse_server_timing(value: str | bytes) -> dict[str, float]:
             except ValueError:
                 continue
     return out
-
-
-def _session_after_resync(done: Any, flow: EnrollmentFlow) -> str:
-    return flow.session_id if not done.session_id else str(done.session_id)
 
 
 async def enroll_async(
@@ -81,8 +75,6 @@ async def enroll_async(
             ),
             timeout=timeout,
         )
-        if done.outcome == enrollment_pb2.CompleteAuthenticationResponse.RESYNCHRONIZED:
-            flow.session_id = _session_after_resync(done, flow)
         answer = flow.on_complete(done)
     t1 = time.perf_counter()
     req = flow.submission()

@@ -99,7 +99,8 @@ class IssuanceClient:
                 grpc.StatusCode.DEADLINE_EXCEEDED, "the CA did not answer in time; retry"
             ) from None
         finally:
-            self._pending.pop(request.request_id, None)
+            if self._pending.get(request.request_id) is fut:
+                del self._pending[request.request_id]
 
     async def close(self) -> None:
         if self._queue is not None:

@@ -11,7 +11,7 @@ from cma.client import enroll
 from cma.keystore import generate_key
 from cma.usim import EmulatedUsim
 from deploy.local import LocalCluster
-from mpkix.aka.sqn import UsimSqnState
+from mpkix.aka.sqn import UsimSqnState, join_sqn, split_sqn
 from mpkix.attributes import canonical_values
 from mpkix.profile.ppcert import parse_ppcert
 from mpkix.rpc.tls import secure_channel
@@ -41,3 +41,23 @@ def test_enrollment_issues_verified_ppcert(cluster: LocalCluster) -> None:
     assert view.cms_address.endswith(f":{cluster.cms_ports[OPERATOR]}")
     assert cluster.cms[OPERATOR].state.get_subject(flow.subject_id) is not None
     assert isinstance(cert, x509.Certificate)
+
+
+def test_enroll_recovers_from_sqn_resynchronization(cluster: LocalCluster) -> None:
+    """The USIM's SQN is ahead of the HSS: AT_AUTS, HSS resync, fresh challenge, success."""
+    listed = subscribers(cluster.operators[0].hss_db, 1, offset=250)[0]
+    sub = cluster.cms[OPERATOR].hss.get(listed.imsi)
+    assert sub is not None
+    state = UsimSqnState()
+    ahead_seq = split_sqn(sub.sqn)[0] + 100_000
+    for ind in range(32):  # the USIM has used every IND slot at a higher SEQ
+        state.accept(join_sqn(ahead_seq, ind))
+    ahead = join_sqn(ahead_seq, 31)
+    usim = EmulatedUsim(sub.imsi, sub.k, sub.opc, state)
+    flow = EnrollmentFlow(usim=usim, attributes=canonical_values(sub), key=generate_key())
+    with channel(cluster) as ch:
+        cert, _ = enroll(ch, flow)
+    assert flow.resynced == 1
+    assert parse_ppcert(cert).subject_id == flow.subject_id
+    hss_now = cluster.cms[OPERATOR].hss.get(sub.imsi)
+    assert hss_now is not None and hss_now.sqn > ahead
