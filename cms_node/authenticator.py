@@ -293,6 +293,28 @@ class EapAkaPrimeAuthenticator:
             )
         return AuthenticatedSubscriber(s.session_id, s.imsi, s.identity, s.keys)
 
+    def bind_transaction(self, session_id: str, transaction_id: str, *, commit: bool) -> None:
+        """One authentication, one enrollment: the session's K_encr/K_aut belong to one ppCert.
+
+        A successful SubmitPpCsr binds the session to its transaction id (``commit=True``);
+        retries of that transaction pass, another transaction on the same session is
+        FAILED_PRECONDITION (checked with ``commit=False`` before any work).
+        """
+        with self._lock:
+            s = self._sessions.get(session_id)
+            if s is None:
+                return
+            if commit:
+                s.extra.setdefault("transaction_id", transaction_id)
+            bound = s.extra.get("transaction_id", transaction_id)
+        if bound != transaction_id:
+            raise ServiceError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this authentication was already used for another enrollment; "
+                "authenticate again for a new ppCert",
+                reason="SESSION_ALREADY_USED",
+            )
+
     def finish(self, session_id: str) -> None:
         """Forget an authenticated session once its enrollment is done."""
         self._drop(session_id)

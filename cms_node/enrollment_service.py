@@ -123,14 +123,26 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
                 reason="TRANSACTION_IN_PROGRESS",
             )
         self._in_flight.add(tx)
+        timing: dict[str, float] = {}
         try:
-            return await self._submit(request)
+            return await self._submit(request, timing)
         finally:
             self._in_flight.discard(tx)
+            if timing:
+                # HTTP Server-Timing syntax: T2 (validation + endorsement), T3 (CA round trip).
+                context.set_trailing_metadata(
+                    (
+                        (
+                            "server-timing",
+                            ", ".join(f"{k};dur={v * 1000:.3f}" for k, v in timing.items()),
+                        ),
+                    )
+                )
 
     async def _submit(
-        self, request: enrollment_pb2.SubmitPpCsrRequest
+        self, request: enrollment_pb2.SubmitPpCsrRequest, timing: dict[str, float]
     ) -> enrollment_pb2.SubmitPpCsrResponse:
+        t0 = time.perf_counter()
         tx = request.transaction_id
         if not TRANSACTION_RE.match(tx):
             raise invalid("transaction_id must be 8-128 characters of [A-Za-z0-9._:-] (a UUID)")
@@ -141,6 +153,7 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
         if len(request.sealed_submission) > MAX_SUBMISSION:
             raise invalid(f"sealed_submission is larger than {MAX_SUBMISSION} bytes")
         auth = self._auth.authenticated(request.session_id)
+        self._auth.bind_transaction(request.session_id, tx, commit=False)
 
         stored = self._stored_answer(tx, auth.imsi)
         if stored is not None:
@@ -208,9 +221,12 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
             cms_address=self._op.cms_address,
             transaction_id=tx,
         )
+        t1 = time.perf_counter()
+        timing["validate"] = t1 - t0
         result = await self._ca.issue(
             issuance_pb2.IssueRequest(request_id=tx, endorsement=endorsement, csr_der=csr.der)
         )
+        timing["issue"] = time.perf_counter() - t1
         if result.error_code:
             code = _status_code(result.error_code)
             raise ServiceError(code, f"the CA refused the ppCSR: {result.error_message}")
@@ -245,6 +261,7 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
             # A concurrent retry of this transaction (or a racing use of this subject id)
             # committed first: answer as a sequential retry would.
             return self._answer_conflict(tx, auth.imsi)
+        self._auth.bind_transaction(request.session_id, tx, commit=True)
         return response
 
     def _stored_answer(self, tx: str, imsi: str) -> enrollment_pb2.SubmitPpCsrResponse | None:

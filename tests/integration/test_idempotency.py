@@ -164,3 +164,23 @@ def test_ca_concurrent_identical_requests(
         certs = set(pool.map(issue, requests))
     assert len(certs) == 1
     assert cluster.ca.store.count() == before + 1
+
+
+def test_one_authentication_one_ppcert(cluster: LocalCluster, stub: Stub) -> None:
+    """K_encr/K_aut belong to one ppCert: a second transaction on the same session is refused."""
+    f = make_flow(cluster, next(_index))
+    authenticate(stub, f)
+    f.verify(stub.SubmitPpCsr(f.submission(), timeout=30))
+    before = Stored.of(cluster)
+    first_tx = f.transaction_id
+    f.transaction_id = str(uuid.uuid4())
+    f.subject_id = "pp-" + "a" * 26
+    expect_error(
+        lambda: stub.SubmitPpCsr(f.submission(), timeout=30),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "SESSION_ALREADY_USED",
+    )
+    assert Stored.of(cluster) == before
+    # A retry of the first transaction on the same session still gets its stored answer.
+    f.transaction_id = first_tx
+    assert stub.SubmitPpCsr(f.submission(), timeout=30).transaction_id == first_tx
