@@ -22,6 +22,7 @@ import enum
 import logging
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -182,6 +183,8 @@ class ChainEngine:
         self._consensus = ConsensusContext(self._db)
         self._context = ChainContext(self.chain_id)
         self.index = IndexReader(self.path)
+        self._view_lock = threading.Lock()
+        self._view_state: tuple[bytes, StateAPI] | None = None
         self._gas_target = genesis.gas_limit // ELASTICITY_MULTIPLIER
         identity = genesis.identity(artifact)
         stored = self._meta("genesis_identity")
@@ -543,8 +546,25 @@ class ChainEngine:
     def call(
         self, to: bytes, data: bytes, *, sender: bytes = ZERO_ADDRESS, gas: int | None = None
     ) -> CallResult:
-        """``eth_call`` against the head state: execute without recording anything."""
-        state = self._read_state()
+        """``eth_call`` against the head state: execute without recording anything.
+
+        Calls share one state object per head block (its account and storage caches stay
+        warm); each call runs between a snapshot and a revert, under a lock.
+        """
+        with self._view_lock:
+            head = self._head
+            if self._view_state is None or self._view_state[0] != head.hash:
+                self._view_state = (head.hash, self._read_state(head))
+            state = self._view_state[1]
+            snapshot = state.snapshot()
+            try:
+                return self._call_in(state, to, data, sender, gas)
+            finally:
+                state.revert(snapshot)
+
+    def _call_in(
+        self, state: StateAPI, to: bytes, data: bytes, sender: bytes, gas: int | None
+    ) -> CallResult:
         builder: Any = MpkixVM.get_transaction_builder()
         unsigned = builder.new_unsigned_dynamic_fee_transaction(
             chain_id=self.chain_id,

@@ -132,9 +132,13 @@ class LedgerNode:
 
     def _produce(self) -> None:
         while not self._stopping.is_set():
-            batch = self.pool.take(self.max_block_txs, timeout=0.5)
-            if batch:
-                self._make_block(batch)
+            try:
+                batch = self.pool.take(self.max_block_txs, timeout=0.5)
+                if batch:
+                    self._make_block(batch)
+            except Exception:  # keep producing; the failed batch was settled or stays queued
+                log.exception("block producer error")
+                time.sleep(0.1)
 
     def _make_block(self, batch: list[Submission]) -> None:
         by_hash = {s.pending.tx_hash: s for s in batch}

@@ -201,6 +201,34 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._loop.run_in_executor(None, fn, *args)
 
+    async def _outcome(self, fut: Future[T]) -> T:
+        """Await a producer future without ever cancelling it.
+
+        The same pending transaction's future is shared by every submitter of it
+        (``asyncio.wrap_future`` would cancel it for all of them when one caller hangs up).
+        """
+        loop = self._loop
+        mine: asyncio.Future[T] = loop.create_future()
+
+        def deliver(done: Future[T]) -> None:
+            if mine.done():
+                return
+            if done.cancelled():
+                mine.cancel()
+                return
+            error = done.exception()
+            if error is not None:
+                mine.set_exception(error)
+            else:
+                mine.set_result(done.result())
+
+        def on_done(done: Future[T]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(deliver, done)
+
+        fut.add_done_callback(on_done)
+        return await mine
+
     # -- transactions --------------------------------------------------------------------
 
     @rpc_method
@@ -214,7 +242,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             raise invalid("raw_transaction is empty", reason="MALFORMED_TRANSACTION")
         try:
             fut: Future[TxRecord] = await self._run(self.node.submit, raw)
-            record = await asyncio.wrap_future(fut, loop=self._loop)
+            record = await self._outcome(fut)
         except TxRejected as e:
             raise ServiceError(_REJECT_STATUS[e.code], e.message, reason=e.code.value) from None
         receipt = receipt_pb(record)

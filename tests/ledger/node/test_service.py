@@ -96,6 +96,23 @@ def test_submit_receipt_and_idempotent_resubmit(client: LedgerClient, stub: Stub
     assert client.nonce(s.address) == (1, 1)
 
 
+def test_a_caller_hanging_up_does_not_cancel_the_same_transaction_for_others(
+    client: LedgerClient, stub: Stub
+) -> None:
+    s = client.signer(ACTORS.ca1.key)
+    first = s.build("anchor_batch", b"\x51" * 32, 1, ACTORS.ca1_cert_hash)  # nonce 0
+    waiting = s.build("anchor_batch", b"\x52" * 32, 1, ACTORS.ca1_cert_hash)  # nonce 1: waits
+    req = ledger_pb2.SubmitTransactionRequest(raw_transaction=waiting.raw)
+    impatient = stub.SubmitTransaction.future(req)
+    patient = stub.SubmitTransaction.future(req)
+    time.sleep(0.3)
+    impatient.cancel()  # type: ignore[no-untyped-call]
+    time.sleep(0.1)
+    assert client.submit(first).success
+    r = patient.result(timeout=10)
+    assert r.success and r.tx_hash == waiting.tx_hash and r.nonce == 1
+
+
 def test_revert_by_non_validator_is_permission_denied_with_receipt(client: LedgerClient) -> None:
     outsider = client.signer(ACTORS.outsider.key)
     tx = outsider.build("anchor_batch", b"\x22" * 32, 1, ACTORS.ca1_cert_hash)
