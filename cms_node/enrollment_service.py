@@ -105,10 +105,21 @@ class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):
             eap_packet=packet,
         )
         resp.expires_at.FromDatetime(_wall_clock(session.expires_at))
+        if ok and request.HasField("submission"):
+            if request.submission.session_id != request.session_id:
+                raise invalid("the pipelined submission names another session")
+            resp.enrollment.CopyFrom(await self._submit_guarded(request.submission, context))
         return resp
 
     @rpc_method
     async def SubmitPpCsr(
+        self,
+        request: enrollment_pb2.SubmitPpCsrRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> enrollment_pb2.SubmitPpCsrResponse:
+        return await self._submit_guarded(request, context)
+
+    async def _submit_guarded(
         self,
         request: enrollment_pb2.SubmitPpCsrRequest,
         context: grpc.aio.ServicerContext[Any, Any],

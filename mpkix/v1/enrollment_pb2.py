@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mpkix.v1 import common_pb2 as mpkix_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mpkix/v1/enrollment.proto\x12\x08mpkix.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15mpkix/v1/common.proto\"0\n\x1aStartAuthenticationRequest\x12\x12\n\neap_packet\x18\x01 \x01(\x0c\"u\n\x1bStartAuthenticationResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\neap_packet\x18\x02 \x01(\x0c\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x1d\x43ompleteAuthenticationRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\neap_packet\x18\x02 \x01(\x0c\"\xf2\x01\n\x1e\x43ompleteAuthenticationResponse\x12\x41\n\x07outcome\x18\x01 \x01(\x0e\x32\x30.mpkix.v1.CompleteAuthenticationResponse.Outcome\x12\x12\n\neap_packet\x18\x02 \x01(\x0c\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n\rAUTHENTICATED\x10\x01\x12\x12\n\x0eRESYNCHRONIZED\x10\x02\"U\n\x0fPpCsrSubmission\x12\x0f\n\x07\x63sr_der\x18\x01 \x01(\x0c\x12\x19\n\x11signature_profile\x18\x02 \x01(\t\x12\x16\n\x0etransaction_id\x18\x03 \x01(\t\"[\n\x12SubmitPpCsrRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x19\n\x11sealed_submission\x18\x03 \x01(\x0c\"n\n\x13SubmitPpCsrResponse\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12+\n\x06\x62undle\x18\x03 \x01(\x0b\x32\x1b.mpkix.v1.CertificateBundle2\xa9\x02\n\nEnrollment\x12\x62\n\x13StartAuthentication\x12$.mpkix.v1.StartAuthenticationRequest\x1a%.mpkix.v1.StartAuthenticationResponse\x12k\n\x16\x43ompleteAuthentication\x12\'.mpkix.v1.CompleteAuthenticationRequest\x1a(.mpkix.v1.CompleteAuthenticationResponse\x12J\n\x0bSubmitPpCsr\x12\x1c.mpkix.v1.SubmitPpCsrRequest\x1a\x1d.mpkix.v1.SubmitPpCsrResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mpkix/v1/enrollment.proto\x12\x08mpkix.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15mpkix/v1/common.proto\"0\n\x1aStartAuthenticationRequest\x12\x12\n\neap_packet\x18\x01 \x01(\x0c\"u\n\x1bStartAuthenticationResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\neap_packet\x18\x02 \x01(\x0c\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"y\n\x1d\x43ompleteAuthenticationRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\neap_packet\x18\x02 \x01(\x0c\x12\x30\n\nsubmission\x18\x03 \x01(\x0b\x32\x1c.mpkix.v1.SubmitPpCsrRequest\"\xa5\x02\n\x1e\x43ompleteAuthenticationResponse\x12\x41\n\x07outcome\x18\x01 \x01(\x0e\x32\x30.mpkix.v1.CompleteAuthenticationResponse.Outcome\x12\x12\n\neap_packet\x18\x02 \x01(\x0c\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\nenrollment\x18\x04 \x01(\x0b\x32\x1d.mpkix.v1.SubmitPpCsrResponse\"I\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n\rAUTHENTICATED\x10\x01\x12\x12\n\x0eRESYNCHRONIZED\x10\x02\"U\n\x0fPpCsrSubmission\x12\x0f\n\x07\x63sr_der\x18\x01 \x01(\x0c\x12\x19\n\x11signature_profile\x18\x02 \x01(\t\x12\x16\n\x0etransaction_id\x18\x03 \x01(\t\"[\n\x12SubmitPpCsrRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x19\n\x11sealed_submission\x18\x03 \x01(\x0c\"n\n\x13SubmitPpCsrResponse\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12+\n\x06\x62undle\x18\x03 \x01(\x0b\x32\x1b.mpkix.v1.CertificateBundle2\xa9\x02\n\nEnrollment\x12\x62\n\x13StartAuthentication\x12$.mpkix.v1.StartAuthenticationRequest\x1a%.mpkix.v1.StartAuthenticationResponse\x12k\n\x16\x43ompleteAuthentication\x12\'.mpkix.v1.CompleteAuthenticationRequest\x1a(.mpkix.v1.CompleteAuthenticationResponse\x12J\n\x0bSubmitPpCsr\x12\x1c.mpkix.v1.SubmitPpCsrRequest\x1a\x1d.mpkix.v1.SubmitPpCsrResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,17 +38,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTAUTHENTICATIONRESPONSE']._serialized_start=145
   _globals['_STARTAUTHENTICATIONRESPONSE']._serialized_end=262
   _globals['_COMPLETEAUTHENTICATIONREQUEST']._serialized_start=264
-  _globals['_COMPLETEAUTHENTICATIONREQUEST']._serialized_end=335
-  _globals['_COMPLETEAUTHENTICATIONRESPONSE']._serialized_start=338
-  _globals['_COMPLETEAUTHENTICATIONRESPONSE']._serialized_end=580
-  _globals['_COMPLETEAUTHENTICATIONRESPONSE_OUTCOME']._serialized_start=507
-  _globals['_COMPLETEAUTHENTICATIONRESPONSE_OUTCOME']._serialized_end=580
-  _globals['_PPCSRSUBMISSION']._serialized_start=582
-  _globals['_PPCSRSUBMISSION']._serialized_end=667
-  _globals['_SUBMITPPCSRREQUEST']._serialized_start=669
-  _globals['_SUBMITPPCSRREQUEST']._serialized_end=760
-  _globals['_SUBMITPPCSRRESPONSE']._serialized_start=762
-  _globals['_SUBMITPPCSRRESPONSE']._serialized_end=872
-  _globals['_ENROLLMENT']._serialized_start=875
-  _globals['_ENROLLMENT']._serialized_end=1172
+  _globals['_COMPLETEAUTHENTICATIONREQUEST']._serialized_end=385
+  _globals['_COMPLETEAUTHENTICATIONRESPONSE']._serialized_start=388
+  _globals['_COMPLETEAUTHENTICATIONRESPONSE']._serialized_end=681
+  _globals['_COMPLETEAUTHENTICATIONRESPONSE_OUTCOME']._serialized_start=608
+  _globals['_COMPLETEAUTHENTICATIONRESPONSE_OUTCOME']._serialized_end=681
+  _globals['_PPCSRSUBMISSION']._serialized_start=683
+  _globals['_PPCSRSUBMISSION']._serialized_end=768
+  _globals['_SUBMITPPCSRREQUEST']._serialized_start=770
+  _globals['_SUBMITPPCSRREQUEST']._serialized_end=861
+  _globals['_SUBMITPPCSRRESPONSE']._serialized_start=863
+  _globals['_SUBMITPPCSRRESPONSE']._serialized_end=973
+  _globals['_ENROLLMENT']._serialized_start=976
+  _globals['_ENROLLMENT']._serialized_end=1273
 # @@protoc_insertion_point(module_scope)

@@ -73,18 +73,29 @@ class CompleteAuthenticationRequest(_message.Message):
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     EAP_PACKET_FIELD_NUMBER: _builtins.int
+    SUBMISSION_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     eap_packet: _builtins.bytes
     """EAP-Response/AKA'-Challenge or EAP-Response/AKA'-Synchronization-Failure."""
+    @_builtins.property
+    def submission(self) -> Global___SubmitPpCsrRequest:
+        """Optional pipelined ppCSR: the CMA holds K_encr/K_aut as soon as it has checked AUTN, so it
+        may send the sealed submission with its challenge response. The CMS processes it only if
+        this response authenticates the subscriber, and answers in `enrollment` (one round trip
+        less). If the submission fails, the call fails with its status while the session stays
+        authenticated, so SubmitPpCsr can be retried.
+        """
+
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         eap_packet: _builtins.bytes = ...,
+        submission: Global___SubmitPpCsrRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["submission", b"submission"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eap_packet", b"eap_packet", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eap_packet", b"eap_packet", "session_id", b"session_id", "submission", b"submission"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -116,20 +127,26 @@ class CompleteAuthenticationResponse(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     EAP_PACKET_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    ENROLLMENT_FIELD_NUMBER: _builtins.int
     outcome: Global___CompleteAuthenticationResponse.Outcome.ValueType
     eap_packet: _builtins.bytes
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def enrollment(self) -> Global___SubmitPpCsrResponse:
+        """Set when a pipelined submission was processed."""
+
     def __init__(
         self,
         *,
         outcome: Global___CompleteAuthenticationResponse.Outcome.ValueType = ...,
         eap_packet: _builtins.bytes = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        enrollment: Global___SubmitPpCsrResponse | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["enrollment", b"enrollment", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eap_packet", b"eap_packet", "expires_at", b"expires_at", "outcome", b"outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eap_packet", b"eap_packet", "enrollment", b"enrollment", "expires_at", b"expires_at", "outcome", b"outcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

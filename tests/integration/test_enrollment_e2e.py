@@ -6,8 +6,8 @@ import grpc
 import pytest
 from cryptography import x509
 
-from cma.enrollment import EnrollmentFlow
 from cma.client import enroll
+from cma.enrollment import EnrollmentFlow
 from cma.keystore import generate_key
 from cma.usim import EmulatedUsim
 from deploy.local import LocalCluster
@@ -61,3 +61,40 @@ def test_enroll_recovers_from_sqn_resynchronization(cluster: LocalCluster) -> No
     assert parse_ppcert(cert).subject_id == flow.subject_id
     hss_now = cluster.cms[OPERATOR].hss.get(sub.imsi)
     assert hss_now is not None and hss_now.sqn > ahead
+
+
+def test_three_round_trip_flow_without_pipelining(cluster: LocalCluster) -> None:
+    flow = flow_for(cluster, 11)
+    with channel(cluster) as ch:
+        cert, resp = enroll(ch, flow, pipelined=False)
+    assert parse_ppcert(cert).subject_id == flow.subject_id == resp.subject_id
+
+
+def test_failed_pipelined_submission_keeps_the_session(cluster: LocalCluster) -> None:
+    """A pipelined ppCSR with a wrong attribute fails the call, nothing is stored, and the
+    still-authenticated session accepts a corrected SubmitPpCsr."""
+    from mpkix.rpc.errors import error_reason
+    from mpkix.v1 import enrollment_pb2, enrollment_pb2_grpc
+
+    flow = flow_for(cluster, 12)
+    good = dict(flow.attributes)
+    flow.attributes["name"] = "mallory impostor"
+    state = cluster.cms[OPERATOR].state
+    before = (state.count_subjects(), cluster.ca.store.count())  # type: ignore[union-attr]
+    with channel(cluster) as ch:
+        stub = enrollment_pb2_grpc.EnrollmentStub(ch)
+        start = stub.StartAuthentication(
+            enrollment_pb2.StartAuthenticationRequest(eap_packet=flow.identity_packet())
+        )
+        answer = flow.on_challenge(start.session_id, start.eap_packet)
+        req = enrollment_pb2.CompleteAuthenticationRequest(
+            session_id=flow.session_id, eap_packet=answer, submission=flow.submission()
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            stub.CompleteAuthentication(req)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        assert error_reason(err.value) == "ATTRIBUTE_MISMATCH"
+        assert (state.count_subjects(), cluster.ca.store.count()) == before  # type: ignore[union-attr]
+        flow.attributes = good
+        resp = stub.SubmitPpCsr(flow.submission())
+    assert parse_ppcert(flow.verify(resp)).subject_id == flow.subject_id
