@@ -7,19 +7,30 @@
 * :class:`~ledger.node.client.LedgerClient` — typed gRPC client with safe retries.
 """
 
-from ledger.node.genesis import GenesisConfig, load_genesis, parse_genesis
+from ledger.node.client import LedgerClient, TransactionReverted
+from ledger.node.genesis import (
+    GenesisConfig,
+    genesis_document,
+    load_genesis,
+    parse_genesis,
+    write_genesis,
+)
 from ledger.node.node import LedgerNode
 from ledger.node.server import LedgerServer, NodeConfig, serve
 from ledger.node.signer import LocalSigner, SignedTx
 
 __all__ = [
     "GenesisConfig",
+    "LedgerClient",
     "LedgerNode",
     "LedgerServer",
     "LocalSigner",
     "NodeConfig",
     "SignedTx",
+    "TransactionReverted",
+    "genesis_document",
     "load_genesis",
     "parse_genesis",
     "serve",
+    "write_genesis",
 ]

@@ -41,7 +41,7 @@ from eth.vm.chain_context import ChainContext
 from eth.vm.spoof import SpoofTransaction
 from eth_abi.abi import encode as abi_encode
 from eth_typing import Address
-from eth_utils.address import is_hex_address, to_canonical_address
+from eth_utils.address import is_hex_address, to_canonical_address, to_checksum_address
 from eth_utils.crypto import keccak
 
 from ledger.contracts import ContractArtifact, Role, load_artifact
@@ -238,6 +238,40 @@ def parse_genesis(doc: Mapping[str, Any], base_dir: Path | None = None) -> Genes
         ),
         artifact_path=artifact_path,
     )
+
+
+def genesis_document(cfg: GenesisConfig) -> dict[str, Any]:
+    """The JSON document of ``cfg`` (``parse_genesis(genesis_document(cfg)) == cfg``)."""
+    role_names = {Role.CA: "ca", Role.OPERATOR: "operator"}
+    doc: dict[str, Any] = {
+        "chain_id": cfg.chain_id,
+        "validators": [
+            {
+                "address": to_checksum_address(v.address),
+                "role": role_names[v.role],
+                "label": "0x" + v.label.hex(),
+            }
+            for v in cfg.validators
+        ],
+        "trust_anchors": [
+            {"hash": "0x" + a.anchor_hash.hex(), "owner": to_checksum_address(a.owner)}
+            for a in cfg.trust_anchors
+        ],
+        "threshold": cfg.threshold,
+        "proposal_ttl": cfg.proposal_ttl,
+        "gas_limit": cfg.gas_limit,
+        "timestamp": cfg.timestamp,
+        "deployer": to_checksum_address(cfg.deployer),
+        "validator_balance_wei": str(cfg.validator_balance),
+    }
+    if cfg.artifact_path is not None:
+        doc["artifact"] = str(cfg.artifact_path)
+    return doc
+
+
+def write_genesis(path: Path | str, cfg: GenesisConfig) -> None:
+    """Write ``cfg`` as a genesis JSON file (what ``mpkix cluster`` hands every ledger node)."""
+    Path(path).write_text(json.dumps(genesis_document(cfg), indent=2) + "\n", encoding="utf-8")
 
 
 def load_genesis(path: Path | str) -> GenesisConfig:

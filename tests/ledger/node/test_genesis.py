@@ -17,8 +17,10 @@ from ledger.node.genesis import (
     DEFAULT_DEPLOYER,
     GenesisError,
     build_genesis,
+    genesis_document,
     load_genesis,
     parse_genesis,
+    write_genesis,
 )
 from tests.ledger.node.conftest import ACTORS, CHAIN_ID, Actors, genesis_doc
 
@@ -160,3 +162,10 @@ def test_artifact_path_relative_to_genesis_file(tmp_path: Path, artifact: Contra
     cfg = load_genesis(p)
     assert cfg.artifact_path == tmp_path / "art.json"
     assert cfg.load_artifact().bytecode == artifact.bytecode
+
+
+def test_genesis_document_round_trip(tmp_path: Path) -> None:
+    cfg = parse_genesis(genesis_doc(proposal_ttl=3600, deployer="0x" + "ab" * 20))
+    assert parse_genesis(genesis_document(cfg)) == cfg
+    write_genesis(tmp_path / "g.json", cfg)
+    assert load_genesis(tmp_path / "g.json") == cfg

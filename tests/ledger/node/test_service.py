@@ -402,3 +402,39 @@ def test_shutdown_ends_follow_streams(server: RunningServer, client: LedgerClien
     assert time.monotonic() - t0 < 2.5  # streams end at once instead of holding the grace
     assert seen == list(range(1, 8))
     assert server.server.node is None  # the node closed after the server
+
+
+def test_metrics_endpoint(tmp_path: Path, genesis_file: Path, pki: Path) -> None:
+    import socket
+    import urllib.request
+
+    from tests.ledger.node.conftest import node_config, start_server
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        metrics_port = sock.getsockname()[1]
+    rs = start_server(
+        node_config(tmp_path / "m", genesis_file, pki, metrics_listen=f"127.0.0.1:{metrics_port}")
+    )
+    try:
+        with LedgerClient.connect(rs.target, TlsConfig.from_dir(pki, "ca-node")) as c:
+            anchor(c, 1)
+        body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+        text = body.decode()
+        assert "mpkix_ledger_head_block 1.0" in text
+        assert "mpkix_ledger_transactions_total 1.0" in text
+        assert "mpkix_ledger_event_cursor 8.0" in text
+    finally:
+        rs.runner.stop(grace=0.5)
+
+
+def test_python_m_ledger_help() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "ledger", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0
+    for flag in ("--state-dir", "--genesis", "--tls-cert", "--tls-ca", "--port-file"):
+        assert flag in out.stdout
