@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rlp
@@ -356,3 +357,44 @@ print(json.dumps([m for m in ("web3", "eth_tester") if m in sys.modules]))
         cwd=Path(__file__).resolve().parents[3],
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_reopen_cost_does_not_grow_with_the_chain(
+    tmp_path: Path,
+    genesis: GenesisConfig,
+    artifact: ContractArtifact,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Opening reads the head pointer and header: the same SQL whatever the chain length."""
+    import ledger.node.chain as chain_mod
+    import ledger.node.kvstore as kv_mod
+
+    statements: list[str] = []
+    real_connect = kv_mod.connect
+
+    def counting_connect(path: Path, *, read_only: bool = False) -> Any:
+        conn = real_connect(path, read_only=read_only)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    def open_count(blocks: int, where: Path) -> int:
+        eng = ChainEngine(where, genesis, artifact)
+        s = signer_for(ACTORS.ca1, genesis, artifact)
+        for i in range(blocks):
+            run_block(
+                eng, [s.build("anchor_batch", bytes([i + 1]) * 32, 1, ACTORS.ca1_cert_hash).raw]
+            )
+        eng.close()
+        monkeypatch.setattr(chain_mod, "connect", counting_connect)
+        monkeypatch.setattr(kv_mod, "connect", counting_connect)
+        statements.clear()
+        again = ChainEngine(where, genesis, artifact)
+        assert again.head.block_number == blocks
+        again.close()
+        monkeypatch.setattr(chain_mod, "connect", real_connect)
+        monkeypatch.setattr(kv_mod, "connect", real_connect)
+        return len(statements)
+
+    short = open_count(2, tmp_path / "a.sqlite")
+    long = open_count(40, tmp_path / "b.sqlite")
+    assert short == long > 0, (short, long)
