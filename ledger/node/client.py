@@ -156,8 +156,9 @@ class LedgerClient:
     # -- reads ---------------------------------------------------------------------------
 
     def call(self, data: bytes, *, to: bytes | None = None, sender: bytes = b"") -> bytes:
-        req = ledger_pb2.LedgerCallRequest(to=to or self.contract().address, data=data)
-        setattr(req, "from", sender)
+        req = ledger_pb2.LedgerCallRequest(
+            to=to or self.contract().address, data=data, sender=sender
+        )
         return bytes(self.stub.Call(req, timeout=self.timeout).return_data)
 
     def view(self, function: str, *args: Any, sender: bytes = b"") -> tuple[Any, ...]:

@@ -298,7 +298,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                 f"data is larger than {MAX_CALL_DATA} bytes",
                 reason="CALL_TOO_LARGE",
             )
-        sender = _optional_fixed(getattr(request, "from"), 20, "from")
+        sender = _optional_fixed(request.sender, 20, "sender")
         budget = self.node.engine.gas_target
         if request.gas > budget:
             raise invalid(f"gas {request.gas} exceeds the block gas budget {budget}")

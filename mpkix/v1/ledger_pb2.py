@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mpkix/v1/ledger.proto\x12\x08mpkix.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n\x18SubmitTransactionRequest\x12\x17\n\x0fraw_transaction\x18\x01 \x01(\x0c\"/\n\x1cGetTransactionReceiptRequest\x12\x0f\n\x07tx_hash\x18\x01 \x01(\x0c\"\xef\x01\n\x0bLedgerEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x14\n\x0c\x62lock_number\x18\x02 \x01(\x04\x12\x10\n\x08tx_index\x18\x03 \x01(\r\x12\x11\n\tlog_index\x18\x04 \x01(\r\x12\x0f\n\x07tx_hash\x18\x05 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\x0c\x12\x0e\n\x06topics\x18\x07 \x03(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\x12\x12\n\nevent_name\x18\t \x01(\t\x12\x11\n\targs_json\x18\n \x01(\t\x12.\n\nblock_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe2\x02\n\rLedgerReceipt\x12\x0f\n\x07tx_hash\x18\x01 \x01(\x0c\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x14\n\x0c\x62lock_number\x18\x03 \x01(\x04\x12\x12\n\nblock_hash\x18\x04 \x01(\x0c\x12\x10\n\x08tx_index\x18\x05 \x01(\r\x12\x0e\n\x06sender\x18\x06 \x01(\x0c\x12\r\n\x05nonce\x18\x07 \x01(\x04\x12\n\n\x02to\x18\x08 \x01(\x0c\x12\x18\n\x10\x63ontract_address\x18\t \x01(\x0c\x12\x10\n\x08gas_used\x18\n \x01(\x04\x12\x1b\n\x13\x63umulative_gas_used\x18\x0b \x01(\x04\x12#\n\x04logs\x18\x0c \x03(\x0b\x32\x15.mpkix.v1.LedgerEvent\x12\x15\n\rrevert_reason\x18\r \x01(\t\x12\x13\n\x0brevert_data\x18\x0e \x01(\x0c\x12.\n\nblock_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x11LedgerCallRequest\x12\n\n\x02to\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04\x66rom\x18\x03 \x01(\x0c\x12\x0b\n\x03gas\x18\x04 \x01(\x04\"Q\n\x12LedgerCallResponse\x12\x13\n\x0breturn_data\x18\x01 \x01(\x0c\x12\x10\n\x08gas_used\x18\x02 \x01(\x04\x12\x14\n\x0c\x62lock_number\x18\x03 \x01(\x04\"\x18\n\x16GetLedgerStatusRequest\"\xcb\x02\n\x0cLedgerStatus\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x12\n\nhead_block\x18\x02 \x01(\x04\x12\x11\n\thead_hash\x18\x03 \x01(\x0c\x12-\n\thead_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cgenesis_hash\x18\x05 \x01(\x0c\x12\x18\n\x10\x63ontract_address\x18\x06 \x01(\x0c\x12\x14\n\x0c\x65vent_cursor\x18\x07 \x01(\x04\x12\'\n\x03now\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14pending_transactions\x18\t \x01(\r\x12\x17\n\x0f\x62lock_gas_limit\x18\n \x01(\x04\x12\x18\n\x10\x62lock_gas_budget\x18\x0b \x01(\x04\x12\x13\n\x0b\x65vm_version\x18\x0c \x01(\t\"#\n\x0fGetBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\"%\n\x15GetBatchByRootRequest\x12\x0c\n\x04root\x18\x01 \x01(\x0c\"\xb9\x01\n\x0bLedgerBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0c\n\x04root\x18\x02 \x01(\x0c\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x14\n\x0c\x63\x61_cert_hash\x18\x04 \x01(\x0c\x12/\n\x0b\x61nchored_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x62lock_number\x18\x06 \x01(\x04\x12\x0f\n\x07tx_hash\x18\x07 \x01(\x0c\x12\x0e\n\x06\x63ursor\x18\x08 \x01(\x04\"F\n\x1bGetCertificateStatusRequest\x12\x11\n\tcert_hash\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63\x61_cert_hash\x18\x02 \x01(\x0c\"\x8a\x02\n\x17LedgerCertificateStatus\x12\x11\n\tcert_hash\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63\x61_cert_hash\x18\x02 \x01(\x0c\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.mpkix.v1.LedgerCertState\x12\x0e\n\x06reason\x18\x04 \x01(\r\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x62\x61tch_id\x18\x06 \x01(\x04\x12\x10\n\x08recorded\x18\x07 \x01(\x08\x12\x0e\n\x06\x63ursor\x18\x08 \x01(\x04\x12\x14\n\x0c\x61s_of_cursor\x18\t \x01(\x04\x12\x12\n\nchanged_by\x18\n \x01(\x0c\"P\n\x13StreamEventsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x13\n\x0b\x65vent_names\x18\x03 \x03(\t\"\"\n\x0fGetNonceRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\x0c\"8\n\x10GetNonceResponse\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\x15\n\rpending_nonce\x18\x02 \x01(\x04\"\x14\n\x12GetContractRequest\"~\n\x0eLedgerContract\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0c\x12\x10\n\x08\x61\x62i_json\x18\x03 \x01(\t\x12\x10\n\x08\x63hain_id\x18\x04 \x01(\x04\x12\x14\n\x0cgenesis_hash\x18\x05 \x01(\x0c\x12\x13\n\x0b\x65vm_version\x18\x06 \x01(\t*m\n\x0fLedgerCertState\x12\x1a\n\x16LEDGER_CERT_STATE_GOOD\x10\x00\x12\x1f\n\x1bLEDGER_CERT_STATE_SUSPENDED\x10\x01\x12\x1d\n\x19LEDGER_CERT_STATE_REVOKED\x10\x02\x32\xfa\x05\n\x06Ledger\x12P\n\x11SubmitTransaction\x12\".mpkix.v1.SubmitTransactionRequest\x1a\x17.mpkix.v1.LedgerReceipt\x12X\n\x15GetTransactionReceipt\x12&.mpkix.v1.GetTransactionReceiptRequest\x1a\x17.mpkix.v1.LedgerReceipt\x12\x41\n\x04\x43\x61ll\x12\x1b.mpkix.v1.LedgerCallRequest\x1a\x1c.mpkix.v1.LedgerCallResponse\x12\x45\n\tGetStatus\x12 .mpkix.v1.GetLedgerStatusRequest\x1a\x16.mpkix.v1.LedgerStatus\x12<\n\x08GetBatch\x12\x19.mpkix.v1.GetBatchRequest\x1a\x15.mpkix.v1.LedgerBatch\x12H\n\x0eGetBatchByRoot\x12\x1f.mpkix.v1.GetBatchByRootRequest\x1a\x15.mpkix.v1.LedgerBatch\x12`\n\x14GetCertificateStatus\x12%.mpkix.v1.GetCertificateStatusRequest\x1a!.mpkix.v1.LedgerCertificateStatus\x12\x46\n\x0cStreamEvents\x12\x1d.mpkix.v1.StreamEventsRequest\x1a\x15.mpkix.v1.LedgerEvent0\x01\x12\x41\n\x08GetNonce\x12\x19.mpkix.v1.GetNonceRequest\x1a\x1a.mpkix.v1.GetNonceResponse\x12\x45\n\x0bGetContract\x12\x1c.mpkix.v1.GetContractRequest\x1a\x18.mpkix.v1.LedgerContractb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mpkix/v1/ledger.proto\x12\x08mpkix.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n\x18SubmitTransactionRequest\x12\x17\n\x0fraw_transaction\x18\x01 \x01(\x0c\"/\n\x1cGetTransactionReceiptRequest\x12\x0f\n\x07tx_hash\x18\x01 \x01(\x0c\"\xef\x01\n\x0bLedgerEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x14\n\x0c\x62lock_number\x18\x02 \x01(\x04\x12\x10\n\x08tx_index\x18\x03 \x01(\r\x12\x11\n\tlog_index\x18\x04 \x01(\r\x12\x0f\n\x07tx_hash\x18\x05 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\x0c\x12\x0e\n\x06topics\x18\x07 \x03(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\x12\x12\n\nevent_name\x18\t \x01(\t\x12\x11\n\targs_json\x18\n \x01(\t\x12.\n\nblock_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe2\x02\n\rLedgerReceipt\x12\x0f\n\x07tx_hash\x18\x01 \x01(\x0c\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x14\n\x0c\x62lock_number\x18\x03 \x01(\x04\x12\x12\n\nblock_hash\x18\x04 \x01(\x0c\x12\x10\n\x08tx_index\x18\x05 \x01(\r\x12\x0e\n\x06sender\x18\x06 \x01(\x0c\x12\r\n\x05nonce\x18\x07 \x01(\x04\x12\n\n\x02to\x18\x08 \x01(\x0c\x12\x18\n\x10\x63ontract_address\x18\t \x01(\x0c\x12\x10\n\x08gas_used\x18\n \x01(\x04\x12\x1b\n\x13\x63umulative_gas_used\x18\x0b \x01(\x04\x12#\n\x04logs\x18\x0c \x03(\x0b\x32\x15.mpkix.v1.LedgerEvent\x12\x15\n\rrevert_reason\x18\r \x01(\t\x12\x13\n\x0brevert_data\x18\x0e \x01(\x0c\x12.\n\nblock_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x11LedgerCallRequest\x12\n\n\x02to\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06sender\x18\x03 \x01(\x0c\x12\x0b\n\x03gas\x18\x04 \x01(\x04\"Q\n\x12LedgerCallResponse\x12\x13\n\x0breturn_data\x18\x01 \x01(\x0c\x12\x10\n\x08gas_used\x18\x02 \x01(\x04\x12\x14\n\x0c\x62lock_number\x18\x03 \x01(\x04\"\x18\n\x16GetLedgerStatusRequest\"\xcb\x02\n\x0cLedgerStatus\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x12\n\nhead_block\x18\x02 \x01(\x04\x12\x11\n\thead_hash\x18\x03 \x01(\x0c\x12-\n\thead_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cgenesis_hash\x18\x05 \x01(\x0c\x12\x18\n\x10\x63ontract_address\x18\x06 \x01(\x0c\x12\x14\n\x0c\x65vent_cursor\x18\x07 \x01(\x04\x12\'\n\x03now\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14pending_transactions\x18\t \x01(\r\x12\x17\n\x0f\x62lock_gas_limit\x18\n \x01(\x04\x12\x18\n\x10\x62lock_gas_budget\x18\x0b \x01(\x04\x12\x13\n\x0b\x65vm_version\x18\x0c \x01(\t\"#\n\x0fGetBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\"%\n\x15GetBatchByRootRequest\x12\x0c\n\x04root\x18\x01 \x01(\x0c\"\xb9\x01\n\x0bLedgerBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0c\n\x04root\x18\x02 \x01(\x0c\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x14\n\x0c\x63\x61_cert_hash\x18\x04 \x01(\x0c\x12/\n\x0b\x61nchored_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x62lock_number\x18\x06 \x01(\x04\x12\x0f\n\x07tx_hash\x18\x07 \x01(\x0c\x12\x0e\n\x06\x63ursor\x18\x08 \x01(\x04\"F\n\x1bGetCertificateStatusRequest\x12\x11\n\tcert_hash\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63\x61_cert_hash\x18\x02 \x01(\x0c\"\x8a\x02\n\x17LedgerCertificateStatus\x12\x11\n\tcert_hash\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63\x61_cert_hash\x18\x02 \x01(\x0c\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.mpkix.v1.LedgerCertState\x12\x0e\n\x06reason\x18\x04 \x01(\r\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x62\x61tch_id\x18\x06 \x01(\x04\x12\x10\n\x08recorded\x18\x07 \x01(\x08\x12\x0e\n\x06\x63ursor\x18\x08 \x01(\x04\x12\x14\n\x0c\x61s_of_cursor\x18\t \x01(\x04\x12\x12\n\nchanged_by\x18\n \x01(\x0c\"P\n\x13StreamEventsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x13\n\x0b\x65vent_names\x18\x03 \x03(\t\"\"\n\x0fGetNonceRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\x0c\"8\n\x10GetNonceResponse\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\x15\n\rpending_nonce\x18\x02 \x01(\x04\"\x14\n\x12GetContractRequest\"~\n\x0eLedgerContract\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\x0c\x12\x10\n\x08\x61\x62i_json\x18\x03 \x01(\t\x12\x10\n\x08\x63hain_id\x18\x04 \x01(\x04\x12\x14\n\x0cgenesis_hash\x18\x05 \x01(\x0c\x12\x13\n\x0b\x65vm_version\x18\x06 \x01(\t*m\n\x0fLedgerCertState\x12\x1a\n\x16LEDGER_CERT_STATE_GOOD\x10\x00\x12\x1f\n\x1bLEDGER_CERT_STATE_SUSPENDED\x10\x01\x12\x1d\n\x19LEDGER_CERT_STATE_REVOKED\x10\x02\x32\xfa\x05\n\x06Ledger\x12P\n\x11SubmitTransaction\x12\".mpkix.v1.SubmitTransactionRequest\x1a\x17.mpkix.v1.LedgerReceipt\x12X\n\x15GetTransactionReceipt\x12&.mpkix.v1.GetTransactionReceiptRequest\x1a\x17.mpkix.v1.LedgerReceipt\x12\x41\n\x04\x43\x61ll\x12\x1b.mpkix.v1.LedgerCallRequest\x1a\x1c.mpkix.v1.LedgerCallResponse\x12\x45\n\tGetStatus\x12 .mpkix.v1.GetLedgerStatusRequest\x1a\x16.mpkix.v1.LedgerStatus\x12<\n\x08GetBatch\x12\x19.mpkix.v1.GetBatchRequest\x1a\x15.mpkix.v1.LedgerBatch\x12H\n\x0eGetBatchByRoot\x12\x1f.mpkix.v1.GetBatchByRootRequest\x1a\x15.mpkix.v1.LedgerBatch\x12`\n\x14GetCertificateStatus\x12%.mpkix.v1.GetCertificateStatusRequest\x1a!.mpkix.v1.LedgerCertificateStatus\x12\x46\n\x0cStreamEvents\x12\x1d.mpkix.v1.StreamEventsRequest\x1a\x15.mpkix.v1.LedgerEvent0\x01\x12\x41\n\x08GetNonce\x12\x19.mpkix.v1.GetNonceRequest\x1a\x1a.mpkix.v1.GetNonceResponse\x12\x45\n\x0bGetContract\x12\x1c.mpkix.v1.GetContractRequest\x1a\x18.mpkix.v1.LedgerContractb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpkix.v1.ledger_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LEDGERCERTSTATE']._serialized_start=2217
-  _globals['_LEDGERCERTSTATE']._serialized_end=2326
+  _globals['_LEDGERCERTSTATE']._serialized_start=2219
+  _globals['_LEDGERCERTSTATE']._serialized_end=2328
   _globals['_SUBMITTRANSACTIONREQUEST']._serialized_start=68
   _globals['_SUBMITTRANSACTIONREQUEST']._serialized_end=119
   _globals['_GETTRANSACTIONRECEIPTREQUEST']._serialized_start=121
@@ -43,33 +43,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEDGERRECEIPT']._serialized_start=413
   _globals['_LEDGERRECEIPT']._serialized_end=767
   _globals['_LEDGERCALLREQUEST']._serialized_start=769
-  _globals['_LEDGERCALLREQUEST']._serialized_end=841
-  _globals['_LEDGERCALLRESPONSE']._serialized_start=843
-  _globals['_LEDGERCALLRESPONSE']._serialized_end=924
-  _globals['_GETLEDGERSTATUSREQUEST']._serialized_start=926
-  _globals['_GETLEDGERSTATUSREQUEST']._serialized_end=950
-  _globals['_LEDGERSTATUS']._serialized_start=953
-  _globals['_LEDGERSTATUS']._serialized_end=1284
-  _globals['_GETBATCHREQUEST']._serialized_start=1286
-  _globals['_GETBATCHREQUEST']._serialized_end=1321
-  _globals['_GETBATCHBYROOTREQUEST']._serialized_start=1323
-  _globals['_GETBATCHBYROOTREQUEST']._serialized_end=1360
-  _globals['_LEDGERBATCH']._serialized_start=1363
-  _globals['_LEDGERBATCH']._serialized_end=1548
-  _globals['_GETCERTIFICATESTATUSREQUEST']._serialized_start=1550
-  _globals['_GETCERTIFICATESTATUSREQUEST']._serialized_end=1620
-  _globals['_LEDGERCERTIFICATESTATUS']._serialized_start=1623
-  _globals['_LEDGERCERTIFICATESTATUS']._serialized_end=1889
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=1891
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=1971
-  _globals['_GETNONCEREQUEST']._serialized_start=1973
-  _globals['_GETNONCEREQUEST']._serialized_end=2007
-  _globals['_GETNONCERESPONSE']._serialized_start=2009
-  _globals['_GETNONCERESPONSE']._serialized_end=2065
-  _globals['_GETCONTRACTREQUEST']._serialized_start=2067
-  _globals['_GETCONTRACTREQUEST']._serialized_end=2087
-  _globals['_LEDGERCONTRACT']._serialized_start=2089
-  _globals['_LEDGERCONTRACT']._serialized_end=2215
-  _globals['_LEDGER']._serialized_start=2329
-  _globals['_LEDGER']._serialized_end=3091
+  _globals['_LEDGERCALLREQUEST']._serialized_end=843
+  _globals['_LEDGERCALLRESPONSE']._serialized_start=845
+  _globals['_LEDGERCALLRESPONSE']._serialized_end=926
+  _globals['_GETLEDGERSTATUSREQUEST']._serialized_start=928
+  _globals['_GETLEDGERSTATUSREQUEST']._serialized_end=952
+  _globals['_LEDGERSTATUS']._serialized_start=955
+  _globals['_LEDGERSTATUS']._serialized_end=1286
+  _globals['_GETBATCHREQUEST']._serialized_start=1288
+  _globals['_GETBATCHREQUEST']._serialized_end=1323
+  _globals['_GETBATCHBYROOTREQUEST']._serialized_start=1325
+  _globals['_GETBATCHBYROOTREQUEST']._serialized_end=1362
+  _globals['_LEDGERBATCH']._serialized_start=1365
+  _globals['_LEDGERBATCH']._serialized_end=1550
+  _globals['_GETCERTIFICATESTATUSREQUEST']._serialized_start=1552
+  _globals['_GETCERTIFICATESTATUSREQUEST']._serialized_end=1622
+  _globals['_LEDGERCERTIFICATESTATUS']._serialized_start=1625
+  _globals['_LEDGERCERTIFICATESTATUS']._serialized_end=1891
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=1893
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=1973
+  _globals['_GETNONCEREQUEST']._serialized_start=1975
+  _globals['_GETNONCEREQUEST']._serialized_end=2009
+  _globals['_GETNONCERESPONSE']._serialized_start=2011
+  _globals['_GETNONCERESPONSE']._serialized_end=2067
+  _globals['_GETCONTRACTREQUEST']._serialized_start=2069
+  _globals['_GETCONTRACTREQUEST']._serialized_end=2089
+  _globals['_LEDGERCONTRACT']._serialized_start=2091
+  _globals['_LEDGERCONTRACT']._serialized_end=2217
+  _globals['_LEDGER']._serialized_start=2331
+  _globals['_LEDGER']._serialized_end=3093
 # @@protoc_insertion_point(module_scope)

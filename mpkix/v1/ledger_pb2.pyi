@@ -220,10 +220,12 @@ class LedgerCallRequest(_message.Message):
 
     TO_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
-    FROM_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
     GAS_FIELD_NUMBER: _builtins.int
     to: _builtins.bytes
     data: _builtins.bytes
+    sender: _builtins.bytes
+    """Caller address (msg.sender, eth_call's "from"); empty means the zero address."""
     gas: _builtins.int
     """Gas for the call; 0 means the block gas budget."""
     def __init__(
@@ -231,11 +233,12 @@ class LedgerCallRequest(_message.Message):
         *,
         to: _builtins.bytes = ...,
         data: _builtins.bytes = ...,
+        sender: _builtins.bytes = ...,
         gas: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "from", b"from", "gas", b"gas", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "gas", b"gas", "sender", b"sender", "to", b"to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -218,8 +218,7 @@ def test_call(client: LedgerClient, stub: Stub, artifact: ContractArtifact) -> N
         return lambda: stub.Call(req)
 
     assert fails(call(to=b"\x00" * 19))[:2] == (grpc.StatusCode.INVALID_ARGUMENT, "BAD_LENGTH")
-    req = ledger_pb2.LedgerCallRequest(to=to, data=data)
-    setattr(req, "from", b"\x01" * 21)
+    req = ledger_pb2.LedgerCallRequest(to=to, data=data, sender=b"\x01" * 21)
     assert fails(lambda: stub.Call(req))[0] == grpc.StatusCode.INVALID_ARGUMENT
     code, _, msg = fails(call(gas=10**12))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "gas budget" in msg
@@ -233,14 +232,12 @@ def test_call(client: LedgerClient, stub: Stub, artifact: ContractArtifact) -> N
     assert "caller is not a validator" in msg
     # a precondition failure, not an authority one
     dup = client.abi.encode("anchor_batch", hashlib.sha256(b"r1").digest(), 1, ACTORS.ca1_cert_hash)
-    req2 = ledger_pb2.LedgerCallRequest(to=to, data=dup)
-    setattr(req2, "from", Actors.addr(ACTORS.ca1))
+    req2 = ledger_pb2.LedgerCallRequest(to=to, data=dup, sender=Actors.addr(ACTORS.ca1))
     code, _, msg = fails(lambda: stub.Call(req2))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "root already anchored" in msg
     # gas_used is enough to run the transaction
     ok = client.abi.encode("anchor_batch", b"\x44" * 32, 1, ACTORS.ca1_cert_hash)
-    req3 = ledger_pb2.LedgerCallRequest(to=to, data=ok)
-    setattr(req3, "from", Actors.addr(ACTORS.ca1))
+    req3 = ledger_pb2.LedgerCallRequest(to=to, data=ok, sender=Actors.addr(ACTORS.ca1))
     gas = stub.Call(req3).gas_used
     s = client.signer(ACTORS.ca1.key)
     assert client.submit(
