@@ -79,6 +79,7 @@ class RejectCode(enum.Enum):
     WRONG_CHAIN = "WRONG_CHAIN_ID"
     BAD_SIGNATURE = "BAD_SIGNATURE"
     GAS_LIMIT = "GAS_LIMIT_TOO_HIGH"
+    INTRINSIC_GAS = "INTRINSIC_GAS_TOO_LOW"
     TOO_LARGE = "TRANSACTION_TOO_LARGE"
     NONCE_TOO_LOW = "NONCE_TOO_LOW"
     NONCE_GAP = "NONCE_GAP"
@@ -328,6 +329,12 @@ class ChainEngine:
             sender = bytes(tx.sender)
         except (ValidationError, ValueError) as e:
             raise TxRejected(RejectCode.BAD_SIGNATURE, f"invalid transaction: {e}") from None
+        intrinsic = int(tx.get_intrinsic_gas())
+        if tx.gas < intrinsic:
+            raise TxRejected(
+                RejectCode.INTRINSIC_GAS,
+                f"gas limit {tx.gas} is below the transaction's intrinsic gas {intrinsic}",
+            )
         if tx.gas > self._gas_target:
             raise TxRejected(
                 RejectCode.GAS_LIMIT,

@@ -41,6 +41,7 @@ _REJECT_STATUS = {
     RejectCode.WRONG_CHAIN: grpc.StatusCode.INVALID_ARGUMENT,
     RejectCode.BAD_SIGNATURE: grpc.StatusCode.INVALID_ARGUMENT,
     RejectCode.GAS_LIMIT: grpc.StatusCode.INVALID_ARGUMENT,
+    RejectCode.INTRINSIC_GAS: grpc.StatusCode.INVALID_ARGUMENT,
     RejectCode.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     RejectCode.NONCE_TOO_LOW: grpc.StatusCode.FAILED_PRECONDITION,
     RejectCode.NONCE_GAP: grpc.StatusCode.FAILED_PRECONDITION,

@@ -266,6 +266,11 @@ def _legacy_with_zero_s() -> bytes:
         (_legacy_with_zero_s(), RejectCode.BAD_SIGNATURE, "invalid transaction"),
         (_sign({**BASE_TX, "gas": 60_000_000}), RejectCode.GAS_LIMIT, "per-block gas budget"),
         (b"\x02" + b"\x00" * (MAX_RAW_TX_BYTES + 1), RejectCode.TOO_LARGE, "limit"),
+        (
+            _sign({**BASE_TX, "gas": 21_000, "data": b"\x01" * 100}),
+            RejectCode.INTRINSIC_GAS,
+            "below the transaction's intrinsic gas 22600",
+        ),
     ],
     ids=[
         "empty",
@@ -278,6 +283,7 @@ def _legacy_with_zero_s() -> bytes:
         "sig",
         "gas",
         "size",
+        "intrinsic",
     ],
 )
 def test_decode_refusals(engine: ChainEngine, raw: bytes, code: RejectCode, message: str) -> None:

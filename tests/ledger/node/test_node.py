@@ -186,3 +186,66 @@ def test_pool_limits() -> None:
     assert e.value.code is RejectCode.POOL_FULL
     taken = pool.take(10, timeout=0)
     assert [s.pending.sender for s in taken] == [b"a", b"b"]
+
+
+def test_transaction_that_breaks_py_evm_is_refused_and_the_rest_proceed(
+    node: LedgerNode,
+    genesis: GenesisConfig,
+    artifact: ContractArtifact,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ledger.node.evm import MpkixVM
+
+    s1 = signer_for(ACTORS.ca1, genesis, artifact)
+    s2 = signer_for(ACTORS.ca2, genesis, artifact)
+    poison = anchor(s1, 1)
+    fine = anchor(s2, 2, ACTORS.ca2_cert_hash)
+    real_apply = MpkixVM.apply_transaction
+
+    def faulty(self: MpkixVM, header: object, tx: object) -> object:
+        if getattr(tx, "hash", None) == poison.tx_hash:
+            raise RuntimeError("injected py-evm fault")
+        return real_apply(self, header, tx)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MpkixVM, "apply_transaction", faulty)
+    f_poison = node.submit(poison.raw)
+    f_fine = node.submit(fine.raw)
+    with pytest.raises(TxRejected) as e:
+        f_poison.result(10)
+    assert e.value.code is RejectCode.INTERNAL
+    assert f_fine.result(10).status == 1
+    assert node.receipt(poison.tx_hash) is None
+    assert node.nonces(Actors.addr(ACTORS.ca1)) == (0, 0)
+
+
+def test_failed_commit_applies_nothing_and_the_node_recovers(
+    node: LedgerNode,
+    genesis: GenesisConfig,
+    artifact: ContractArtifact,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sqlite3
+
+    import ledger.node.chain as chain_mod
+
+    real_write_txs = chain_mod.write_txs  # type: ignore[attr-defined]
+    calls = {"n": 0}
+
+    def disk_full_once(conn: sqlite3.Connection, txs: list[object]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        real_write_txs(conn, txs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(chain_mod, "write_txs", disk_full_once)
+    s = signer_for(ACTORS.ca1, genesis, artifact)
+    tx = anchor(s, 1)
+    with pytest.raises(TxRejected) as e:
+        node.submit_and_wait(tx.raw)
+    assert e.value.code is RejectCode.UNAVAILABLE
+    assert node.status().head_number == 0 and node.receipt(tx.tx_hash) is None
+    assert node.nonces(Actors.addr(ACTORS.ca1)) == (0, 0)
+    # the same bytes go through once the disk is fine again
+    r = node.submit_and_wait(tx.raw)
+    assert r.status == 1 and r.block_number == 1
+    assert node.engine.index.counts()["batches"] == 1
