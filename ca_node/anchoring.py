@@ -240,7 +240,8 @@ class AnchorBatcher:
             "WHERE local_id = ?",
             (local_id,),
         ).fetchone()
-        tree = MerkleTree(self._leaves(local_id))
+        leaves = self._leaves(local_id)
+        tree = MerkleTree(leaves)
         out = []
         for i in indices:
             inc = common_pb2.MerkleInclusion(
@@ -253,6 +254,7 @@ class AnchorBatcher:
                 anchor_tx_hash=bytes(row[3] or b""),
                 chain_id=self._anchorer.chain_id,
                 registry_address=self._anchorer.registry_address,
+                operator_key_hash=leaves[i][32:],
             )
             inc.anchored_at.FromDatetime(dt.datetime.fromtimestamp(float(row[4]), dt.UTC))
             out.append(inc)

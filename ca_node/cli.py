@@ -74,6 +74,8 @@ def _serve(args: argparse.Namespace) -> int:
                 listen=args.listen,
                 validity_days=args.validity_days,
                 ca_passphrase=_passphrase(args),
+                ledger_target=args.ledger,
+                anchor_window_s=args.anchor_window_ms / 1000,
             )
         )
         return await node.start()
@@ -117,4 +119,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--listen", default="127.0.0.1:7001")
     p.add_argument("--validity-days", type=int, default=365)
     p.add_argument("--passphrase-env")
+    p.add_argument("--ledger", help="ledger node host:port; issued ppCerts are anchored there")
+    p.add_argument("--anchor-window-ms", type=int, default=200, help="batching window")
     p.set_defaults(handler=_serve)

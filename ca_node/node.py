@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives import serialization
+
+from ca_node.anchoring import AnchorBatcher, leaf_entry
 from ca_node.authority import CertificateAuthority
 from ca_node.issuance_service import IssuancePolicy, IssuanceService
+from ca_node.ledger_anchor import RegistryAnchorer
 from ca_node.store import IssuedStore
 from mpkix.endorsement import OperatorKeyRegistry, StaticOperatorKeys
 from mpkix.rpc.server import BuiltServer, ServiceSpec, build_server
 from mpkix.rpc.tls import TlsConfig, server_credentials
 from mpkix.v1 import issuance_pb2, issuance_pb2_grpc
+
+if TYPE_CHECKING:
+    from ledger.backends.embedded import EmbeddedBackend
 
 ISSUANCE_SERVICE = issuance_pb2.DESCRIPTOR.services_by_name["Issuance"].full_name
 
@@ -33,6 +42,10 @@ class CaNodeConfig:
     ca_passphrase: bytes | None = None
     operators: OperatorKeyRegistry | None = None
     max_message_bytes: int = 1024 * 1024
+    # Ledger node (embedded backend) that anchors issued batches; None: no anchoring.
+    ledger_target: str | None = None
+    anchor_window_s: float = 0.2
+    anchor_timeout_s: float = 20.0
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -46,18 +59,48 @@ class CaNode:
         operators = cfg.operators or StaticOperatorKeys.from_file(
             cfg.state_dir / "operators.json"
         )
-        self.service = IssuanceService(
-            self.authority,
-            operators,
-            self.store,
-            IssuancePolicy(
-                validity=dt.timedelta(days=cfg.validity_days),
-                endorsement_max_age=dt.timedelta(seconds=cfg.endorsement_max_age_s),
-            ),
-        )
+        self._operators = operators
         self.server: BuiltServer | None = None
+        self.batcher: AnchorBatcher | None = None
+        self.backend: EmbeddedBackend | None = None
+        self.service: IssuanceService | None = None
+
+    async def _start_anchoring(self) -> AnchorBatcher:
+        from ledger.backends.embedded import EmbeddedBackend
+        from ledger.validator_key import ensure_validator_key
+
+        assert self.cfg.ledger_target is not None
+        key, _ = ensure_validator_key(self.cfg.state_dir)
+        backend = await asyncio.to_thread(
+            EmbeddedBackend.connect, self.cfg.ledger_target, self.cfg.tls, private_key=key
+        )
+        self.backend = backend
+        issuing_der = self.authority.certificate.public_bytes(serialization.Encoding.DER)
+        anchorer = await asyncio.to_thread(RegistryAnchorer, backend, issuing_der)
+        batcher = AnchorBatcher(
+            str(self.cfg.state_dir / "issued.sqlite"),
+            anchorer,
+            window_s=self.cfg.anchor_window_s,
+        )
+        await batcher.start(
+            [(serial, leaf_entry(der, opkh)) for serial, der, opkh in self.store.unbatched()]
+        )
+        return batcher
 
     async def start(self) -> BuiltServer:
+        if self.cfg.ledger_target:
+            self.batcher = await self._start_anchoring()
+        self.service = IssuanceService(
+            self.authority,
+            self._operators,
+            self.store,
+            IssuancePolicy(
+                validity=dt.timedelta(days=self.cfg.validity_days),
+                endorsement_max_age=dt.timedelta(seconds=self.cfg.endorsement_max_age_s),
+                anchor_timeout=dt.timedelta(seconds=self.cfg.anchor_timeout_s),
+            ),
+            batcher=self.batcher,
+        )
         self.server = await build_server(
             [
                 ServiceSpec(
@@ -73,4 +116,8 @@ class CaNode:
         return self.server
 
     async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
+        if self.backend is not None:
+            self.backend.close()
         self.store.close()

@@ -8,6 +8,7 @@ Everything lives under ``workdir``: ``tls/`` (cluster PKI), ``ca/`` (CA state), 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from ca_node.keys import ISSUING_KEY_FILE, create_ca
@@ -43,6 +44,12 @@ class LocalCluster:
     cms_ports: dict[str, int] = field(default_factory=dict)
     ca: CaNode | None = None
     cms: dict[str, CmsNode] = field(default_factory=dict)
+    # Run an embedded ledger node and anchor issued certificates on it (ARCHITECTURE §2.4).
+    with_ledger: bool = False
+    ledger_node_name: str = "ledger-1"
+    ledger_port: int = 0
+    anchor_window_s: float = 0.1
+    ledger: Any = None
 
     @property
     def tls_dir(self) -> Path:
@@ -58,7 +65,8 @@ class LocalCluster:
     def prepare(self) -> None:
         """Create the cluster PKI, the CA and each operator's endorsement key (idempotent)."""
         init_cluster_pki(
-            self.tls_dir, [self.ca_node_name, *(o.node_name for o in self.operators)]
+            self.tls_dir,
+            [self.ca_node_name, self.ledger_node_name, *(o.node_name for o in self.operators)],
         )
         ca_dir = self.workdir / "ca" / "ca"
         if not (ca_dir / ISSUING_KEY_FILE).exists():
@@ -67,12 +75,61 @@ class LocalCluster:
         for op in self.operators:
             keys[op.operator_id] = [create_endorsement_key(self.cms_dir(op))]
         StaticOperatorKeys.write(self.workdir / "ca" / "operators.json", keys)
+        if self.with_ledger and not self.genesis_path.exists():
+            from deploy.genesis import cluster_genesis
+            from ledger.node.genesis import write_genesis
+
+            write_genesis(
+                self.genesis_path,
+                cluster_genesis(
+                    [self.workdir / "ca"],
+                    {op.operator_id: self.cms_dir(op) for op in self.operators},
+                ),
+            )
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.workdir / "genesis.json"
+
+    @property
+    def ledger_target(self) -> str:
+        return f"127.0.0.1:{self.ledger_port}"
+
+    def _start_ledger(self) -> None:
+        from ledger.node.server import LedgerServer, NodeConfig
+
+        tls = self.tls_dir
+
+        async def make_ledger() -> BuiltServer:
+            self.ledger = LedgerServer(
+                NodeConfig(
+                    state_dir=self.workdir / "ledger",
+                    genesis=self.genesis_path,
+                    listen="127.0.0.1:0",
+                    tls_cert=tls / f"{self.ledger_node_name}.pem",
+                    tls_key=tls / f"{self.ledger_node_name}.key",
+                    tls_ca=tls / "ca.pem",
+                )
+            )
+            built: BuiltServer = await self.ledger.start()
+            return built
+
+        runner = ServerRunner(make_ledger, name="ledger-node")
+        self.ledger_port = runner.start(timeout=120)
+
+        async def close() -> None:
+            await self.ledger.close()
+
+        runner.on_stop.append(close)
+        self.runners.append(runner)
 
     def cms_dir(self, op: OperatorSpec) -> Path:
         return self.workdir / op.node_name
 
     def start(self) -> None:
         self.prepare()
+        if self.with_ledger:
+            self._start_ledger()
 
         async def make_ca() -> BuiltServer:
             self.ca = CaNode(
@@ -80,12 +137,20 @@ class LocalCluster:
                     state_dir=self.workdir / "ca",
                     tls=self.tls(self.ca_node_name),
                     validity_days=self.validity_days,
+                    ledger_target=self.ledger_target if self.with_ledger else None,
+                    anchor_window_s=self.anchor_window_s,
                 )
             )
             return await self.ca.start()
 
         ca_runner = ServerRunner(make_ca, name="ca-node")
         self.ca_port = ca_runner.start()
+
+        async def close_ca() -> None:
+            if self.ca is not None:
+                await self.ca.close()
+
+        ca_runner.on_stop.append(close_ca)
         self.runners.append(ca_runner)
         for op in self.operators:
             self._start_cms(op)
@@ -118,8 +183,6 @@ class LocalCluster:
         for r in reversed(self.runners):
             r.stop()
         self.runners.clear()
-        if self.ca is not None:
-            self.ca.store.close()
 
     def __enter__(self) -> LocalCluster:
         self.start()
