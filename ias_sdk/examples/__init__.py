@@ -1,0 +1,1 @@
+"""Example Internet Application Services built on the IAS SDK."""
