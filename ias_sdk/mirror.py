@@ -179,11 +179,14 @@ class LedgerMirror:
         self.page_size = page_size
         self._clock = clock
 
-        self._writer = self._connect()
+        try:
+            self._writer = self._connect()
+        except sqlite3.Error as e:
+            raise MirrorError(f"cannot open mirror database {self.path}: {e}") from None
         try:
             store.create(self._writer)
             meta = store.read_meta(self._writer)
-        except sqlite3.DatabaseError as e:
+        except sqlite3.Error as e:
             self._writer.close()
             raise MirrorError(f"cannot use mirror database {self.path}: {e}") from None
         self._cursor = int(meta.get("cursor", "0"))
@@ -230,11 +233,15 @@ class LedgerMirror:
         conn = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=30
         )
-        conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a killed process loses nothing committed; a power cut may lose the
-        # newest pages, never consistency (cursor and rows commit together).
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=30000")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a killed process loses nothing committed; a power cut may lose
+            # the newest pages, never consistency (cursor and rows commit together).
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error:
+            conn.close()
+            raise
         return conn
 
     def _reader(self) -> sqlite3.Connection:
