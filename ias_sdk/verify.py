@@ -73,7 +73,11 @@ __all__ = [
 MAX_INPUT_BYTES: Final = 64 * 1024
 MAX_CHAIN_LENGTH: Final = 8
 MAX_AUDIT_PATH: Final = 64
-DEFAULT_CACHE_ENTRIES: Final = 100_000
+#: Certificates whose ledger-independent checks are cached (~10 KB each, parsed certificate
+#: and ppCert fields included).
+DEFAULT_CACHE_ENTRIES: Final = 10_000
+#: Distinct CA chains cached (a deployment has a handful of CAs).
+MAX_CACHED_CHAINS: Final = 256
 NO_OPERATOR: Final = bytes(32)
 _PEM_MARK: Final = b"-----BEGIN"
 _REVOCATION_REASONS: Final[Mapping[int, str]] = {
@@ -158,10 +162,36 @@ class VerifiedSubject:
 
 
 @dataclass(frozen=True, slots=True)
+class _Proof:
+    """The bundle's MerkleInclusion as plain values (a protobuf sub-message would keep the
+    whole bundle alive in the remembered-inclusion cache)."""
+
+    batch_id: int
+    leaf_index: int
+    audit_path: tuple[bytes, ...]
+    root: bytes
+    operator_key_hash: bytes
+    chain_id: int
+    registry_address: bytes
+
+    @classmethod
+    def of(cls, inc: common_pb2.MerkleInclusion) -> _Proof:
+        return cls(
+            int(inc.batch_id),
+            int(inc.leaf_index),
+            tuple(inc.audit_path),
+            bytes(inc.root),
+            bytes(inc.operator_key_hash),
+            int(inc.chain_id),
+            bytes(inc.registry_address),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _Parts:
     cert_der: bytes
     chain: tuple[bytes, ...]
-    inclusion: common_pb2.MerkleInclusion | None
+    inclusion: _Proof | None
 
 
 def _fail(reason: Reason, message: str) -> VerificationError:
@@ -221,8 +251,8 @@ class Verifier:
         self.remember_inclusions = remember_inclusions
         # Plain dicts (atomic get/set under the GIL); flushed when full.
         self._issuers: dict[tuple[bytes, ...], IssuerInfo] = {}
-        self._leaves: dict[tuple[bytes, bytes], LeafInfo] = {}
-        self._inclusions: dict[bytes, tuple[tuple[bytes, ...], common_pb2.MerkleInclusion]] = {}
+        self._leaves: dict[tuple[bytes, bytes], LeafInfo] = {}  # (cert hash, CA hash)
+        self._inclusions: dict[bytes, tuple[tuple[bytes, ...], _Proof]] = {}
 
     # -- input -------------------------------------------------------------------------
 
@@ -265,10 +295,10 @@ class Verifier:
             raise _fail(Reason.MALFORMED, "the bundle carries no certificate")
         if bundle.ByteSize() > MAX_INPUT_BYTES:
             raise _fail(Reason.MALFORMED, f"bundle larger than {MAX_INPUT_BYTES} bytes")
-        inclusion = bundle.inclusion if bundle.HasField("inclusion") else None
-        if inclusion is not None and inclusion.batch_id == 0:
-            inclusion = None
-        return _Parts(bytes(bundle.certificate_der), tuple(bundle.ca_chain_der), inclusion)
+        proof = None
+        if bundle.HasField("inclusion") and bundle.inclusion.batch_id != 0:
+            proof = _Proof.of(bundle.inclusion)
+        return _Parts(bytes(bundle.certificate_der), tuple(bundle.ca_chain_der), proof)
 
     # -- cached work ---------------------------------------------------------------------
 
@@ -278,17 +308,16 @@ class Verifier:
             if len(chain) > MAX_CHAIN_LENGTH:
                 raise _fail(Reason.MALFORMED, f"CA chain longer than {MAX_CHAIN_LENGTH}")
             info = analyze_issuer(chain)
-            if len(self._issuers) >= self.cache_entries:
+            if len(self._issuers) >= MAX_CACHED_CHAINS:
                 self._issuers.clear()
             self._issuers[chain] = info
         return info
 
-    def _leaf(self, cert_der: bytes, issuer: IssuerInfo) -> LeafInfo:
-        key = (cert_der, issuer.ca_hash)
+    def _leaf(self, cert_der: bytes, cert_hash: bytes, issuer: IssuerInfo) -> LeafInfo:
+        key = (cert_hash, issuer.ca_hash)
         info = self._leaves.get(key)
         if info is None:
-            assert issuer.certificate is not None
-            info = analyze_leaf(cert_der, issuer.certificate)
+            info = analyze_leaf(cert_der, issuer)
             if len(self._leaves) >= self.cache_entries:
                 self._leaves.clear()
             self._leaves[key] = info
@@ -365,8 +394,9 @@ class Verifier:
             raise _fail(Reason.MIRROR_STALE, str(e)) from None
 
         chain, inclusion = parts.chain, parts.inclusion
+        cert_hash = hashlib.sha256(parts.cert_der).digest()
         if inclusion is None:
-            remembered = self._inclusions.get(hashlib.sha256(parts.cert_der).digest())
+            remembered = self._inclusions.get(cert_hash)
             if remembered is None:
                 raise _fail(
                     Reason.NOT_ANCHORED,
@@ -386,10 +416,10 @@ class Verifier:
                     f"the bundle was anchored on chain {inclusion.chain_id}; this verifier "
                     f"follows chain {chain_id}",
                 )
-            if inclusion.registry_address and bytes(inclusion.registry_address) != registry:
+            if inclusion.registry_address and inclusion.registry_address != registry:
                 raise _fail(
                     Reason.WRONG_LEDGER,
-                    f"the bundle names registry 0x{bytes(inclusion.registry_address).hex()}; "
+                    f"the bundle names registry 0x{inclusion.registry_address.hex()}; "
                     f"this verifier follows 0x{registry.hex()}",
                 )
 
@@ -416,7 +446,7 @@ class Verifier:
             raise _fail(Reason.EXPIRED, f"the issuing CA expired at {_iso(issuer.not_after)}")
 
         # The certificate: signature and ppCert fields (cached), validity (every time).
-        leaf = self._leaf(parts.cert_der, issuer)
+        leaf = self._leaf(parts.cert_der, cert_hash, issuer)
         if leaf.problem is not None:
             raise _fail(Reason(leaf.problem[0]), leaf.problem[1])
         view = leaf.view
@@ -429,7 +459,7 @@ class Verifier:
             raise _fail(Reason.EXPIRED, f"the certificate expired at {_iso(leaf.not_after)}")
 
         # Anchoring: batch from the mirror, proof against the mirror's root and size.
-        batch_id = int(inclusion.batch_id)
+        batch_id = inclusion.batch_id
         batch = mirror.batch(batch_id)
         if batch is None:
             raise _fail(
@@ -442,21 +472,21 @@ class Verifier:
                 f"batch {batch_id} was anchored by CA 0x{batch.ca_cert_hash.hex()}, not by the "
                 f"certificate's issuer 0x{ca_hash.hex()}",
             )
-        op_hash = bytes(inclusion.operator_key_hash)
+        op_hash = inclusion.operator_key_hash
         if len(op_hash) != 32:
             raise _fail(Reason.MALFORMED, "the inclusion lacks a 32-byte operator_key_hash")
-        path = tuple(inclusion.audit_path)
+        path = inclusion.audit_path
         if len(path) > MAX_AUDIT_PATH or any(len(p) != 32 for p in path):
             raise _fail(
                 Reason.BAD_PROOF, "the audit path is not a list of at most 64 SHA-256 hashes"
             )
-        if inclusion.root and bytes(inclusion.root) != batch.root:
+        if inclusion.root and inclusion.root != batch.root:
             raise _fail(
                 Reason.BAD_PROOF,
-                f"the bundle names root 0x{bytes(inclusion.root).hex()} but batch {batch_id} "
+                f"the bundle names root 0x{inclusion.root.hex()} but batch {batch_id} "
                 f"has root 0x{batch.root.hex()} on the ledger",
             )
-        root = self._proof_root(leaf, op_hash, int(inclusion.leaf_index), batch.size, path)
+        root = self._proof_root(leaf, op_hash, inclusion.leaf_index, batch.size, path)
         if root != batch.root:
             raise _fail(
                 Reason.BAD_PROOF,
@@ -505,7 +535,7 @@ class Verifier:
         if self.remember_inclusions and parts.inclusion is not None:
             if len(self._inclusions) >= self.cache_entries:
                 self._inclusions.clear()
-            self._inclusions[leaf.cert_hash] = (chain, inclusion)
+            self._inclusions[leaf.cert_hash] = (issuer.chain, inclusion)
 
         return VerifiedSubject(
             subject_id=view.subject_id,

@@ -20,11 +20,27 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import SignatureAlgorithmOID
 
 from mpkix.profile.ppcert import PpCertError, PpCertView, parse_ppcert
 
 Problem = tuple[str, str]  # (reason code, message)
+
+_ECDSA = frozenset(
+    {
+        SignatureAlgorithmOID.ECDSA_WITH_SHA256,
+        SignatureAlgorithmOID.ECDSA_WITH_SHA384,
+        SignatureAlgorithmOID.ECDSA_WITH_SHA512,
+    }
+)
+_RSA_PKCS1 = frozenset(
+    {
+        SignatureAlgorithmOID.RSA_WITH_SHA256,
+        SignatureAlgorithmOID.RSA_WITH_SHA384,
+        SignatureAlgorithmOID.RSA_WITH_SHA512,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +52,10 @@ class IssuerInfo:
     not_before: float
     not_after: float
     problem: Problem | None = None
+    # Parsed once per CA: decoding an EC public key (point validation) costs as much as a hash.
+    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | None = None
+    subject: x509.Name | None = None
+    chain: tuple[bytes, ...] = ()  # the chain analysed, shared by everything that refers to it
 
 
 @dataclass(slots=True)
@@ -97,12 +117,15 @@ def analyze_issuer(chain_der: tuple[bytes, ...]) -> IssuerInfo:
         )
     issuing = certs[0]
     problem: Problem | None = None
+    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | None = None
     reason = _is_ca(issuing)
     if reason is not None:
         problem = ("BAD_CHAIN", reason)
     else:
         key = issuing.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            public_key = key
+        else:
             problem = ("BAD_CHAIN", "the issuing CA key is neither ECDSA nor RSA")
     for lower, upper in itertools.pairwise(certs):
         if problem is not None:
@@ -124,10 +147,35 @@ def analyze_issuer(chain_der: tuple[bytes, ...]) -> IssuerInfo:
         not_after = issuing.not_valid_after_utc.timestamp()
     except ValueError as e:  # pragma: no cover - cryptography parsed these at load time
         return IssuerInfo(ca_hash, None, 0.0, 0.0, ("MALFORMED", str(e)))
-    return IssuerInfo(ca_hash, issuing, not_before, not_after, problem)
+    return IssuerInfo(
+        ca_hash, issuing, not_before, not_after, problem, public_key, issuing.subject, chain_der
+    )
 
 
-def analyze_leaf(cert_der: bytes, issuer: x509.Certificate) -> LeafInfo:
+def _signed_by(cert: x509.Certificate, issuer: IssuerInfo) -> Problem | None:
+    """RFC 5280 §6.1.3 (a)(1), (a)(4): issuer name and signature, with the cached CA key."""
+    assert issuer.certificate is not None and issuer.public_key is not None
+    if cert.issuer != issuer.subject:
+        return "BAD_CHAIN", f"{_name(cert)} names another issuer than {_name(issuer.certificate)}"
+    oid = cert.signature_algorithm_oid
+    digest = cert.signature_hash_algorithm
+    key = issuer.public_key
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey) and oid in _ECDSA and digest is not None:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
+        elif isinstance(key, rsa.RSAPublicKey) and oid in _RSA_PKCS1 and digest is not None:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), digest)
+        else:
+            return (
+                "BAD_SIGNATURE",
+                f"signature algorithm {oid.dotted_string} does not fit the CA key",
+            )
+    except InvalidSignature:
+        return "BAD_SIGNATURE", f"{_name(cert)} carries no valid signature of its issuing CA"
+    return None
+
+
+def analyze_leaf(cert_der: bytes, issuer: IssuerInfo) -> LeafInfo:
     """Decode ``cert_der``, check ``issuer``'s signature on it and read its ppCert fields."""
     cert_hash = hashlib.sha256(cert_der).digest()
     try:
@@ -138,7 +186,7 @@ def analyze_leaf(cert_der: bytes, issuer: x509.Certificate) -> LeafInfo:
         return LeafInfo(
             cert_hash, None, None, 0.0, 0.0, ("MALFORMED", f"undecodable certificate: {e}")
         )
-    problem = _issued_by(cert, issuer)
+    problem = _signed_by(cert, issuer)
     if problem is not None:
         return LeafInfo(cert_hash, cert, None, not_before, not_after, problem)
     try:

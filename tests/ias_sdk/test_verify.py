@@ -13,8 +13,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ca_node.authority import CertificateAuthority
+from ca_node.keys import build_ca
 from ias_sdk import LedgerMirror, Reason, VerificationError, Verifier, verify
-from ias_sdk._internal.certs import analyze_issuer
+from ias_sdk._internal.certs import analyze_issuer, analyze_leaf
 from ledger.contracts import certificate_leaf_entry
 from mpkix.merkle import MerkleTree
 from mpkix.profile.ppcert import PpCertParams
@@ -482,3 +484,32 @@ def test_pem_input_with_its_chain(batch: list[Issued], mirror: LedgerMirror) -> 
         issued.tls_chain_pem() + pem(x509.load_der_x509_certificate(issued.bundle.ca_chain_der[1]))
     ).decode()
     assert verifier.verify(text).cert_hash == issued.cert_hash
+
+
+def test_rsa_ca_and_mismatched_signature_algorithms(world: World) -> None:
+    rsa_ca = build_ca(key_type="rsa2048", name="RSA CA")
+    authority = CertificateAuthority(rsa_ca.issuing_key, rsa_ca.chain)
+    params = PpCertParams(operator_id=OPERATOR_ID, cms_address=CMS_ADDRESS)
+    cert_der = der(authority.issue(make_ppcsr(), params))
+    issuer = analyze_issuer(tuple(der(c) for c in rsa_ca.chain))
+    assert issuer.problem is None
+    good = analyze_leaf(cert_der, issuer)
+    assert good.problem is None and good.view is not None
+    flipped = bytearray(cert_der)
+    flipped[-5] ^= 0x01  # inside the RSA signature value
+    assert analyze_leaf(bytes(flipped), issuer).problem == (
+        "BAD_SIGNATURE",
+        "CN=" + good.view.subject_id + " carries no valid signature of its issuing CA",
+    )
+    # An RSA-signed certificate naming the ECDSA CA ca1 as its issuer.
+    ec_issuer = analyze_issuer(tuple(world.ca1.chain_der))
+    impostor = x509.CertificateBuilder(
+        issuer_name=world.ca1.material.issuing_cert.subject,
+        subject_name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "impostor")]),
+        public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
+        serial_number=x509.random_serial_number(),
+        not_valid_before=dt.datetime.now(dt.UTC),
+        not_valid_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+    ).sign(rsa_ca.issuing_key, hashes.SHA256())
+    problem = analyze_leaf(der(impostor), ec_issuer).problem
+    assert problem is not None and problem[0] == "BAD_SIGNATURE" and "does not fit" in problem[1]
