@@ -1,5 +1,5 @@
 """A grpc.aio server interceptor that authenticates callers by their ppCert (ARCHITECTURE §2.5;
-decision 0807).
+decision 0808).
 
 The caller presents its ppCert as the TLS client certificate (mutual TLS; the server's client
 roots are the MPKIX CAs' root certificates) and sends its :class:`CertificateBundle` in the
