@@ -374,3 +374,33 @@ def test_current_subject_outside_a_call_and_bad_configuration(live_mirror: Ledge
         PpCertAuthInterceptor(live_mirror, required_profile="mss:mpkix:authn:loa9:app")
     with pytest.raises(ValueError):
         PpCertAuthInterceptor(live_mirror, profile_mode="roughly")
+
+
+def test_concurrent_callers_each_see_their_own_subject(world: World, example: int) -> None:
+    people = world.issue_batch(3)
+    for who in people:
+        _wait_until_known(world, example, who)
+    verifier = Verifier(LedgerMirror(None, world.source()))
+    verifier.mirror.sync()
+    pseudonyms = [verifier.verify(who.bundle).subject_id for who in people]
+    verifier.mirror.close()
+    channels = [channel(world, example, who) for who in people]
+    try:
+        stubs = [
+            ch.unary_unary(
+                age_gated_service.HELLO,
+                request_serializer=StringValue.SerializeToString,
+                response_deserializer=StringValue.FromString,
+            )
+            for ch in channels
+        ]
+        futures = [
+            (i, stubs[i].future(StringValue(value=str(n)), metadata=bundle_metadata(who.bundle)))
+            for n in range(20)
+            for i, who in enumerate(people)
+        ]
+        for i, fut in futures:
+            assert fut.result(timeout=10).value.startswith(f"Hello {pseudonyms[i]}:")
+    finally:
+        for ch in channels:
+            ch.close()
