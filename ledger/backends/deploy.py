@@ -131,6 +131,7 @@ def deploy(
     timeout: float = 120.0,
     headers: Mapping[str, str] | None = None,
     verify: bool | str = True,
+    cert: str | tuple[str, str] | None = None,
     expect_chain_id: int | None = None,
 ) -> Deployment:
     """Deploy the registry with these constructor arguments; return where it landed.
@@ -141,7 +142,12 @@ def deploy(
     """
     artifact = artifact if artifact is not None else load_artifact()
     rpc = RpcConnection(
-        url, poa=poa, request_timeout=min(timeout, 30.0), headers=headers, verify=verify
+        url,
+        poa=poa,
+        request_timeout=min(timeout, 30.0),
+        headers=headers,
+        verify=verify,
+        cert=cert,
     )
     try:
         account: LocalAccount = Account.from_key(deployer_key)
@@ -199,9 +205,11 @@ def _send_creation(
         result = rpc.send_raw(raw, tx_hash, what="deploy", attempts=SEND_ATTEMPTS, backoff=0.2)
         if result == "ok":
             break
-        nonce = max(rpc.pending_nonce(account.address), nonce + 1)
+        # stale nonce (another transaction of the deployer) or fees: sign again, fresh values
+        nonce = max(rpc.pending_nonce(account.address), nonce)
+        tx.update(rpc.fee_fields(gas_price))
     else:
-        raise DeployError("the deployer's nonce kept being taken by other transactions")
+        raise DeployError("the deployment was refused three times with a stale nonce or fee")
     receipt = rpc.wait_receipt(tx_hash, timeout=timeout, poll_interval=0.5)
     if _qty(receipt.get("status", "0x1")) != 1:
         request = {"from": account.address, "data": _hex(init_code), "gas": hex(gas)}
@@ -290,6 +298,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for mining")
     parser.add_argument("--ca-bundle", default=None, help="CA bundle for an https RPC endpoint")
+    parser.add_argument("--client-cert", default=None, help="client certificate (PEM), mutual TLS")
+    parser.add_argument("--client-key", default=None, help="its private key (PEM)")
     parser.add_argument(
         "--header",
         action="append",
@@ -314,6 +324,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{prog}: --header takes 'Name: value', got {h!r}", file=sys.stderr)
             return 2
         headers[name.strip()] = value.strip()
+    if args.client_key and not args.client_cert:
+        print(f"{prog}: --client-key needs --client-cert", file=sys.stderr)
+        return 2
+    cert: str | tuple[str, str] | None = args.client_cert
+    if args.client_cert and args.client_key:
+        cert = (args.client_cert, args.client_key)
     try:
         cfg = load_genesis(args.genesis)
     except GenesisError as e:
@@ -330,6 +346,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             headers=headers or None,
             verify=args.ca_bundle if args.ca_bundle else True,
+            cert=cert,
         )
     except DeployError as e:
         print(f"{prog}: {e}", file=sys.stderr)

@@ -83,18 +83,23 @@ _LOG_MASK = (1 << CURSOR_LOG_BITS) - 1
 
 DEFAULT_FALLBACK_GAS = 1_000_000  # a call whose estimate reverts; registry calls use 25k-400k
 GAS_MARGIN_NUM, GAS_MARGIN_DEN, GAS_MARGIN_ADD = 5, 4, 10_000
-DEFAULT_LOG_CHUNK = 2_000  # blocks per eth_getLogs; Besu's --rpc-max-logs-range default is 5000
+DEFAULT_LOG_CHUNK = 1_000  # blocks per eth_getLogs: Besu's --rpc-max-logs-range default (22.10+)
 _BLOCK_TIME_CACHE = 4_096
 # eth_sendRawTransaction refusals (geth/anvil/Besu/GoQuorum wordings, lower-cased): the node
-# already has these bytes; the nonce is used by another transaction.
+# already has these bytes; the nonce or the fees are stale (sign again with fresh ones).
 _KNOWN_TX_MESSAGES = ("already known", "already imported", "known transaction", "already_known")
-_NONCE_TAKEN_MESSAGES = (
+_STALE_TX_MESSAGES = (
     "nonce too low",
     "nonce_too_low",
-    "replacement",
-    "underpriced",
     "nonce has already been used",
+    "replacement",  # another transaction holds the nonce in the pool
+    "underpriced",
+    "fee cap",
+    "less than block base fee",
+    "gas price too low",
+    "gasprice too low",
 )
+DEFAULT_FEE_CACHE_SECONDS = 2.0
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -317,8 +322,9 @@ class RpcConnection:
     """One JSON-RPC endpoint through web3's ``HTTPProvider``, with the requests both the backend
     and the deployer need: blocks, fees, gas estimates, raw sends with safe resends, receipts.
 
-    ``headers``/``verify``: HTTP headers (e.g. a Besu JWT ``Authorization``) and the TLS CA bundle
-    (``requests`` semantics). ``poa`` adds ``ExtraDataToPOAMiddleware`` to :attr:`web3`.
+    ``headers``/``verify``/``cert``: HTTP headers (e.g. a Besu JWT ``Authorization``), the TLS CA
+    bundle and a client certificate for mutual TLS (``requests`` semantics: a PEM path or
+    ``(cert, key)`` paths). ``poa`` adds ``ExtraDataToPOAMiddleware`` to :attr:`web3`.
     """
 
     def __init__(
@@ -329,11 +335,14 @@ class RpcConnection:
         request_timeout: float = 30.0,
         headers: Mapping[str, str] | None = None,
         verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
     ) -> None:
         self.url = url
         kwargs: dict[str, Any] = {"timeout": request_timeout, "verify": verify}
         if headers:
             kwargs["headers"] = dict(headers)
+        if cert is not None:
+            kwargs["cert"] = cert
         self.provider = HTTPProvider(url, request_kwargs=kwargs)
         self.web3 = Web3(self.provider)
         if poa:
@@ -426,7 +435,8 @@ class RpcConnection:
         self, raw: bytes, tx_hash: bytes, *, what: str, attempts: int, backoff: float
     ) -> str:
         """Send ``raw`` (the same bytes on every attempt). ``"ok"`` when the node has the
-        transaction (accepted now or before), ``"nonce"`` when its nonce is used by another one.
+        transaction (accepted now or before), ``"stale"`` when its nonce is used by another one
+        or its fees are too low now (never applied: sign again with a fresh nonce and fees).
         :class:`LedgerUnavailable` after ``attempts`` transport failures,
         :class:`TransactionRejected` for any other refusal (never applied)."""
         delay = backoff
@@ -443,8 +453,8 @@ class RpcConnection:
                 message = e.message.lower()
                 if any(k in message for k in _KNOWN_TX_MESSAGES) or self.known(tx_hash):
                     return "ok"  # e.g. "nonce too low" for our own, already mined transaction
-                if any(k in message for k in _NONCE_TAKEN_MESSAGES):
-                    return "nonce"
+                if any(k in message for k in _STALE_TX_MESSAGES):
+                    return "stale"
                 raise TransactionRejected(f"{what}: {e.message}") from e
             return "ok"
         raise AssertionError("unreachable")
@@ -506,6 +516,8 @@ class JsonRpcBackend:
     for log scans (0 scans from genesis). ``poll_interval``: the longest pause between receipt
     polls. ``gas_price``: force legacy transactions at that price (``0`` on free-gas networks).
     ``confirmations``: report events and status that many blocks behind the head.
+    ``headers``/``verify``/``cert``: HTTP headers, TLS CA bundle, client certificate
+    (:class:`RpcConnection`).
     """
 
     def __init__(
@@ -526,18 +538,27 @@ class JsonRpcBackend:
         log_chunk_blocks: int = DEFAULT_LOG_CHUNK,
         headers: Mapping[str, str] | None = None,
         verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
         artifact: ContractArtifact | None = None,
+        fee_cache_seconds: float = DEFAULT_FEE_CACHE_SECONDS,
     ) -> None:
         if poll_interval <= 0 or receipt_timeout <= 0 or send_attempts < 1 or log_chunk_blocks < 1:
             raise ValueError(
                 "poll_interval, receipt_timeout, send_attempts, log_chunk_blocks must be positive"
             )
-        if confirmations < 0 or from_block < 0 or retry_backoff < 0:
-            raise ValueError("confirmations, from_block and retry_backoff must not be negative")
+        if min(confirmations, from_block, retry_backoff, fee_cache_seconds) < 0:
+            raise ValueError(
+                "confirmations, from_block, retry_backoff, fee_cache_seconds must not be negative"
+            )
         if gas_price is not None and gas_price < 0:
             raise ValueError("gas_price must not be negative")
         self.rpc = RpcConnection(
-            url, poa=poa, request_timeout=request_timeout, headers=headers, verify=verify
+            url,
+            poa=poa,
+            request_timeout=request_timeout,
+            headers=headers,
+            verify=verify,
+            cert=cert,
         )
         self.url = url
         self.web3 = self.rpc.web3
@@ -551,6 +572,8 @@ class JsonRpcBackend:
         self.confirmations = confirmations
         self.from_block = from_block
         self.log_chunk_blocks = log_chunk_blocks
+        self.fee_cache_seconds = fee_cache_seconds
+        self._fee_cache: tuple[float, int, dict[str, int]] | None = None  # (at, gas limit, fees)
         self.artifact = artifact if artifact is not None else load_artifact()
         self.abi = ContractAbi(self.artifact.abi)
         self.events = EventDecoder(self.artifact.abi)
@@ -824,22 +847,33 @@ class JsonRpcBackend:
         signed = account.sign_transaction(tx)
         return bytes(signed.raw_transaction), bytes(signed.hash)
 
+    def _chain_fees(self, *, fresh: bool = False) -> tuple[int, dict[str, int]]:
+        """``(block gas limit, fee fields)``, reused for ``fee_cache_seconds`` (decision 0904)."""
+        now = time.monotonic()
+        cached = self._fee_cache
+        if fresh or cached is None or now - cached[0] > self.fee_cache_seconds:
+            latest = self.rpc.block("latest")
+            cached = (now, _qty(latest["gasLimit"]), self.rpc.fee_fields(self.gas_price, latest))
+            self._fee_cache = cached
+        return cached[1], cached[2]
+
     def _sign_new(self, account: LocalAccount, data: bytes, function: str) -> _Pending:
-        latest = self.rpc.block("latest")
+        gas_limit, fees = self._chain_fees()
         gas, estimate_revert = self.rpc.estimate_gas(
             {"from": account.address, "to": self._to, "data": _hex(data)},
-            _qty(latest["gasLimit"]),
+            gas_limit,
             DEFAULT_FALLBACK_GAS,
         )
-        fees = self.rpc.fee_fields(self.gas_price, latest)
         nonce = self._take_nonce(account)
         raw, tx_hash = self._sign(account, data, nonce, gas, fees)
         return _Pending(raw, tx_hash, nonce, gas, data, function, estimate_revert=estimate_revert)
 
     def _resign(self, account: LocalAccount, p: _Pending, nonce: int) -> None:
-        fees = self.rpc.fee_fields(self.gas_price)
+        """Sign ``p`` again with ``nonce`` and fresh fees (never-applied bytes are replaced)."""
+        _, fees = self._chain_fees(fresh=True)
         p.raw, p.tx_hash = self._sign(account, p.data, nonce, p.gas, fees)
         p.nonce, p.acknowledged = nonce, False
+        self._nonce = nonce + 1
 
     def _broadcast(self, p: _Pending) -> str:
         result = self.rpc.send_raw(
@@ -854,7 +888,8 @@ class JsonRpcBackend:
         return result
 
     def _broadcast_new(self, account: LocalAccount, p: _Pending) -> None:
-        """Broadcast a freshly signed transaction; on a taken nonce resync and sign anew."""
+        """Broadcast a freshly signed transaction; when its nonce or fees are stale, resync the
+        nonce from the node's pending count (keeping ours if the node is behind) and sign again."""
         for _ in range(3):
             try:
                 result = self._broadcast(p)
@@ -864,25 +899,24 @@ class JsonRpcBackend:
                 raise
             if result == "ok":
                 return
-            fresh = max(self.rpc.pending_nonce(account.address), p.nonce + 1)
-            log.info("nonce %d of %s is taken; resigning with %d", p.nonce, account.address, fresh)
-            self._nonce = fresh + 1
-            self._resign(account, p, fresh)
-        raise TransactionRejected(f"{p.function}: its nonce kept being taken by other transactions")
+            nonce = max(self.rpc.pending_nonce(account.address), p.nonce)
+            log.info("%s at nonce %d refused as stale; signing with %d", p.function, p.nonce, nonce)
+            self._resign(account, p, nonce)
+        self._nonce = None
+        raise TransactionRejected(f"{p.function}: refused with a stale nonce or fee three times")
 
     def _resend(self, account: LocalAccount, p: _Pending) -> None:
         """A retry of an unconfirmed call: the same bytes again (anew if they were superseded)."""
-        if self._broadcast(p) == "nonce":
+        if self._broadcast(p) == "stale":
             log.info("pending %s superseded at nonce %d; signing anew", p.function, p.nonce)
-            self._nonce = None
-            self._resign(account, p, self._take_nonce(account))
+            self._resign(account, p, max(self.rpc.pending_nonce(account.address), p.nonce))
             self._broadcast_new(account, p)
 
     def _flush_unacknowledged(self, account: LocalAccount) -> None:
         """Resend pending transactions the node never acknowledged, so no nonce gap blocks the
-        next one; drop those whose nonce another transaction took."""
+        next one; drop those refused as stale (never applied)."""
         for data, p in list(self._pending.items()):
-            if not p.acknowledged and self._broadcast(p) == "nonce":
+            if not p.acknowledged and self._broadcast(p) == "stale":
                 log.warning("dropping unacknowledged %s: nonce %d was taken", p.function, p.nonce)
                 del self._pending[data]
                 self._nonce = None

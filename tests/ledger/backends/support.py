@@ -14,6 +14,7 @@ import os
 import queue
 import re
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -61,9 +62,9 @@ class Anvil:
     """A running anvil: its URL, the pre-funded dev accounts' private keys, the process."""
 
     url: str
-    keys: list[str]
+    keys: list[str] = field(repr=False)
     proc: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list, repr=False)
 
     def rpc(self, method: str, params: Sequence[Any] = ()) -> Any:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
@@ -141,9 +142,10 @@ class RpcProxy:
     ``lose_request(req)`` → the request is not forwarded and the connection is closed;
     ``lose_reply(req)`` → it is forwarded but the reply is replaced by a closed connection;
     ``rewrite(req, answer)`` → may change the answer. ``methods`` records what passed.
+    With ``tls`` it serves HTTPS (the TLS terminator an operator puts in front of a node).
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, tls: ssl.SSLContext | None = None) -> None:
         self.upstream = upstream
         self.lose_request: Callable[[Request], bool] = lambda req: False
         self.lose_reply: Callable[[Request], bool] = lambda req: False
@@ -181,6 +183,10 @@ class RpcProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        self._scheme = "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
@@ -189,7 +195,7 @@ class RpcProxy:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def close(self) -> None:
         self._server.shutdown()

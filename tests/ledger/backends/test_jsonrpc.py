@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from eth_utils.address import to_canonical_address
 from web3.exceptions import ExtraDataLengthError
 
 from ca_node.ledger_anchor import RegistryAnchorer
+from deploy.pki import create_root, issue_node_cert
 from ias_sdk.mirror import LedgerMirror
 from ledger.backends.base import LedgerBackend, RegistryEvent
 from ledger.backends.deploy import deploy
@@ -392,17 +395,45 @@ def test_an_unsent_transaction_is_sent_before_the_next_one(net: Net) -> None:
 
 
 def test_nonce_taken_by_another_client_is_resynchronised(net: Net) -> None:
-    ca = net.backend("ca1")
-    one, _, _ = _tree(2, "nonce one")
-    assert ca.transact("anchor_batch", one.root, one.size, CA1_CERT).success
-    # Another process with the same key sends a transaction behind this backend's back.
-    other = net.backend("ca1")
-    two, _, _ = _tree(3, "nonce two")
-    assert other.transact("anchor_batch", two.root, two.size, CA1_CERT).success
-    three, _, _ = _tree(4, "nonce three")
-    out = ca.transact("anchor_batch", three.root, three.size, CA1_CERT)
-    assert out.success
-    assert ca.call("batch_count") == 3
+    proxy = RpcProxy(net.url)
+    try:
+        ca = net.backend("ca1", url=proxy.url)
+        one, _, _ = _tree(2, "nonce one")
+        assert ca.transact("anchor_batch", one.root, one.size, CA1_CERT).success
+        # Another process with the same key sends a transaction behind this backend's back.
+        other = net.backend("ca1")
+        two, _, _ = _tree(3, "nonce two")
+        assert other.transact("anchor_batch", two.root, two.size, CA1_CERT).success
+        sent_before = proxy.methods.count("eth_sendRawTransaction")
+        three, _, _ = _tree(4, "nonce three")
+        out = ca.transact("anchor_batch", three.root, three.size, CA1_CERT)
+        assert out.success
+        # "nonce too low" for the stale nonce, then signed anew with the node's pending nonce.
+        assert proxy.methods.count("eth_sendRawTransaction") - sent_before == 2
+        assert ca.call("batch_count") == 3
+        four, _, _ = _tree(5, "nonce four")
+        assert ca.transact("anchor_batch", four.root, four.size, CA1_CERT).success
+        assert proxy.methods.count("eth_sendRawTransaction") - sent_before == 3
+    finally:
+        proxy.close()
+
+
+def test_cached_fees_below_a_risen_base_fee_are_refreshed(net: Net) -> None:
+    proxy = RpcProxy(net.url)
+    try:
+        ca = net.backend("ca1", url=proxy.url, fee_cache_seconds=3600)
+        assert ca.transact("anchor_batch", h("fees one"), 1, CA1_CERT).success
+        net.anvil.rpc("anvil_setNextBlockBaseFeePerGas", [hex(50 * 10**9)])
+        net.anvil.rpc("evm_mine")
+        sent_before = proxy.methods.count("eth_sendRawTransaction")
+        out = ca.transact("anchor_batch", h("fees two"), 1, CA1_CERT)
+        assert out.success
+        # refused ("max fee per gas less than block base fee"), re-signed with fresh fees
+        assert proxy.methods.count("eth_sendRawTransaction") - sent_before == 2
+        tx = net.anvil.rpc("eth_getTransactionByHash", ["0x" + out.tx_hash.hex()])
+        assert int(tx["maxFeePerGas"], 16) >= 50 * 10**9
+    finally:
+        proxy.close()
 
 
 def test_receipt_timeout_then_retry_waits_for_the_same_transaction(net: Net) -> None:
@@ -580,6 +611,32 @@ def test_http_headers_reach_the_node(net: Net) -> None:
         reader.status()
         assert proxy.headers_seen
         assert all(h_.get("Authorization") == "Bearer test-jwt" for h_ in proxy.headers_seen)
+    finally:
+        proxy.close()
+
+
+def test_mutual_tls_in_front_of_the_node(net: Net, tmp_path: Path) -> None:
+    """An operator terminates TLS (with client certificates) in front of the node's RPC."""
+    create_root(tmp_path)
+    issue_node_cert(tmp_path, "rpc-gateway")
+    issue_node_cert(tmp_path, "ca-node")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tmp_path / "ca.pem"))
+    ctx.load_cert_chain(tmp_path / "rpc-gateway.pem", tmp_path / "rpc-gateway.key")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    proxy = RpcProxy(net.url, tls=ctx)
+    try:
+        assert proxy.url.startswith("https://")
+        client_cert = (str(tmp_path / "ca-node.pem"), str(tmp_path / "ca-node.key"))
+        ca = net.backend("ca1", url=proxy.url, verify=str(tmp_path / "ca.pem"), cert=client_cert)
+        assert ca.transact("anchor_batch", h("over tls"), 1, CA1_CERT).success
+        assert ca.status().event_cursor > 0
+        for refused in (
+            net.backend(url=proxy.url, verify=str(tmp_path / "ca.pem")),  # no client certificate
+            net.backend(url=proxy.url, cert=client_cert),  # the gateway's CA is not trusted
+        ):
+            refused.rpc.provider.exception_retry_configuration = None  # type: ignore[assignment]
+            with pytest.raises(LedgerUnavailable):
+                refused.status()
     finally:
         proxy.close()
 
