@@ -2,7 +2,7 @@
 
 The embedded node deploys the registry inside its genesis state (decision 0504); a Besu or
 GoQuorum network, or anvil, gets it through one ordinary contract-creation transaction signed
-by a deployer key (decision 0900). The constructor arguments come from the same genesis-like
+by a deployer key (decision 0904). The constructor arguments come from the same genesis-like
 configuration (validators with roles and labels, trust anchors, threshold, proposal TTL), built
 by :func:`ledger.node.genesis.deployment_code`, so both backends start from the same state.
 

@@ -18,15 +18,19 @@ value returns it bare and several as a tuple, a reverted transaction is ``succes
   tracked by calldata until their receipt is seen: a retry — inside :meth:`transact` after a
   transport failure, or the caller calling :meth:`transact` again with the same arguments after
   :class:`LedgerUnavailable` / :class:`TransactionNotConfirmed` — resends the *same* signed bytes,
-  so one operation is applied at most once. Nonces come from a local counter, resynchronised
-  from ``eth_getTransactionCount(…, "pending")`` on "nonce too low".
+  so one operation is applied at most once (every registry write is unrepeatable by design:
+  the same arguments twice can only mean a retry). Nonces come from a local counter; a refusal
+  as stale ("nonce too low", "underpriced", fee below the base fee) for bytes the node does not
+  have resynchronises from ``eth_getTransactionCount(…, "pending")`` and signs again.
 * **Reverts** (decision 0903): a transaction whose gas estimate reverts is still sent (like the
   embedded node, a reverted transaction is on chain and uses its nonce); the reason is taken from
   the receipt's ``revertReason`` (Besu ``--revert-reason-enabled``) or found by replaying the
   call with ``eth_call`` on the parent block, then on the block itself.
-* **Fees** (decision 0904): EIP-1559 when the head block has a base fee (zero when the network's
-  gas price is zero), legacy otherwise; ``gas_price=`` forces legacy with a fixed price (``0`` for
-  free-gas networks). Gas = estimate × 1.25 + 10,000, capped by the block gas limit.
+* **Fees** (decision 0904): EIP-1559 when the head block has a base fee (all zero when the
+  network's gas price is zero), legacy otherwise; ``gas_price=`` forces legacy with a fixed price
+  (``0`` for free-gas networks); fee fields are reused for ``fee_cache_seconds``. Gas = estimate
+  × 1.25 + 10,000, capped by the block gas limit. Steady state: three requests per transaction
+  (``eth_estimateGas``, ``eth_sendRawTransaction``, ``eth_getTransactionReceipt``).
 
 The chain is assumed final (QBFT/IBFT 2.0 have immediate finality); for a chain that can reorg,
 ``confirmations=k`` keeps events and status ``k`` blocks behind the head.

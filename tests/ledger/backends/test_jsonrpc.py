@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +135,12 @@ def test_duplicate_root_is_a_reverted_transaction_with_its_reason(net: Net) -> N
         "root already anchored"
         in ca2.transact("anchor_batch", tree.root, tree.size, CA2_CERT).revert_reason
     )
-    anchorer = RegistryAnchorer(ca, b"not the CA DER")
-    anchorer.ca_cert_hash = CA1_CERT
+    anchorer = RegistryAnchorer(ca, b"ca1 certificate DER")  # CA1_CERT is its SHA-256
+    assert anchorer.ca_cert_hash == CA1_CERT
     assert anchorer.anchor(tree.root, tree.size).batch_id == 1
+    fresh, _, _ = _tree(4, "anchorer")
+    receipt = anchorer.anchor(fresh.root, fresh.size)
+    assert receipt.batch_id == 2 and len(receipt.tx_hash) == 32
 
 
 @pytest.mark.parametrize(
@@ -473,8 +477,10 @@ def test_revert_found_by_replay_when_the_estimate_passed(net: Net) -> None:
         ]
         for t in threads:
             t.start()
+        deadline = time.monotonic() + 10
         while int(node.rpc("txpool_status")["pending"], 16) < 2:
-            pass
+            assert time.monotonic() < deadline, f"transactions not sent: {results}"
+            time.sleep(0.005)
         node.rpc("evm_mine")
     finally:
         node.rpc("evm_setAutomine", [True])
