@@ -803,7 +803,11 @@ class JsonRpcBackend:
         with self._send_lock:
             pending = self._pending.get(data)
             if pending is not None:
-                self._resend(account, pending)
+                try:
+                    self._resend(account, pending)
+                except TransactionRejected:
+                    del self._pending[data]
+                    raise
             else:
                 self._flush_unacknowledged(account)
                 pending = self._sign_new(account, data, function)
@@ -918,10 +922,16 @@ class JsonRpcBackend:
 
     def _flush_unacknowledged(self, account: LocalAccount) -> None:
         """Resend pending transactions the node never acknowledged, so no nonce gap blocks the
-        next one; drop those refused as stale (never applied)."""
+        next one; drop those the node refuses (stale or otherwise: never applied)."""
         for data, p in list(self._pending.items()):
-            if not p.acknowledged and self._broadcast(p) == "stale":
-                log.warning("dropping unacknowledged %s: nonce %d was taken", p.function, p.nonce)
+            if p.acknowledged:
+                continue
+            try:
+                stale = self._broadcast(p) == "stale"
+            except TransactionRejected as e:
+                log.warning("dropping unacknowledged %s: %s", p.function, e)
+                stale = True
+            if stale:
                 del self._pending[data]
                 self._nonce = None
 

@@ -556,6 +556,32 @@ def test_insufficient_funds_is_rejected_and_the_nonce_kept(net: Net) -> None:
     assert _nonce(net.anvil, pauper.key.hex()) == 1
 
 
+def test_a_kept_transaction_the_node_now_refuses_is_dropped(net: Net) -> None:
+    pauper = Account.create()
+    net.anvil.rpc("anvil_setBalance", [pauper.address, hex(10**18)])
+    proxy = RpcProxy(net.url)
+    try:
+        proxy.lose_request = _is_send
+        backend = JsonRpcBackend(
+            proxy.url, net.address, pauper.key, poll_interval=0.02, send_attempts=1
+        )
+        with pytest.raises(LedgerUnavailable):
+            backend.transact("anchor_batch", h("kept"), 1, CA1_CERT)
+        assert len(backend.unconfirmed) == 1
+        proxy.lose_request = lambda req: False
+        net.anvil.rpc("anvil_setBalance", [pauper.address, "0x0"])
+        # The kept transaction is resent first, refused (no funds) and dropped; the new one too.
+        with pytest.raises(TransactionRejected):
+            backend.transact("anchor_batch", h("next"), 1, CA1_CERT)
+        assert backend.unconfirmed == []
+        net.anvil.rpc("anvil_setBalance", [pauper.address, hex(10**18)])
+        out = backend.transact("anchor_batch", h("next"), 1, CA1_CERT)
+        assert out.revert_reason == "caller is not a validator"
+        assert _nonce(net.anvil, pauper.key.hex()) == 1  # nonce 0: nothing was skipped
+    finally:
+        proxy.close()
+
+
 def test_free_gas_network_with_unfunded_validators(free_anvil: Anvil) -> None:
     ca_key, op_key = Account.create(), Account.create()
     deployment = deploy(
