@@ -74,6 +74,64 @@ def leaf_entry(cert_der: bytes, operator_key_hash: bytes) -> bytes:
     return hashlib.sha256(cert_der).digest() + operator_key_hash
 
 
+def batch_inclusions(
+    conn: sqlite3.Connection,
+    local_id: int,
+    indices: Sequence[int],
+    ca_cert_hash: bytes,
+    chain_id: int,
+    registry_address: bytes,
+) -> list[common_pb2.MerkleInclusion]:
+    """Inclusion proofs for leaves of one anchored batch, rebuilt from the stored leaves."""
+    row = conn.execute(
+        "SELECT root, size, ledger_batch, tx_hash, anchored_at FROM batches WHERE local_id = ?",
+        (local_id,),
+    ).fetchone()
+    leaves = [
+        bytes(r[0])
+        for r in conn.execute(
+            "SELECT entry FROM batch_leaves WHERE local_id = ? ORDER BY leaf_index", (local_id,)
+        )
+    ]
+    tree = MerkleTree(leaves)
+    out = []
+    for i in indices:
+        inc = common_pb2.MerkleInclusion(
+            batch_id=int(row[2]),
+            leaf_index=i,
+            tree_size=int(row[1]),
+            audit_path=tree.audit_path(i),
+            root=bytes(row[0]),
+            issuer_ca_sha256=ca_cert_hash,
+            anchor_tx_hash=bytes(row[3] or b""),
+            chain_id=chain_id,
+            registry_address=registry_address,
+            operator_key_hash=leaves[i][32:],
+        )
+        inc.anchored_at.FromDatetime(dt.datetime.fromtimestamp(float(row[4]), dt.UTC))
+        out.append(inc)
+    return out
+
+
+def inclusion_of_serial(
+    conn: sqlite3.Connection,
+    serial: str,
+    ca_cert_hash: bytes,
+    chain_id: int,
+    registry_address: bytes,
+) -> common_pb2.MerkleInclusion | None:
+    row = conn.execute(
+        "SELECT b.local_id, l.leaf_index FROM batch_leaves l JOIN batches b "
+        "USING (local_id) WHERE l.serial = ? AND b.state = 'anchored'",
+        (serial,),
+    ).fetchone()
+    if row is None:
+        return None
+    return batch_inclusions(
+        conn, int(row[0]), [int(row[1])], ca_cert_hash, chain_id, registry_address
+    )[0]
+
+
 @dataclass
 class _Pending:
     serial: str
@@ -146,22 +204,16 @@ class AnchorBatcher:
         p = _Pending(serial, entry, fut)
         self._by_serial[serial] = p
         self._pending.append(p)
-        if len(self._pending) >= self._max:
-            self._wake.set()
-        elif len(self._pending) == 1:
+        if len(self._pending) >= self._max or len(self._pending) == 1:
             self._wake.set()
         return fut
 
     def inclusion_for(self, serial: str) -> common_pb2.MerkleInclusion | None:
         """Inclusion proof of an already anchored certificate (None if not anchored yet)."""
-        row = self._reader.execute(
-            "SELECT b.local_id, l.leaf_index FROM batch_leaves l JOIN batches b "
-            "USING (local_id) WHERE l.serial = ? AND b.state = 'anchored'",
-            (serial,),
-        ).fetchone()
-        if row is None:
-            return None
-        return self._inclusion(int(row[0]), [int(row[1])])[0]
+        a = self._anchorer
+        return inclusion_of_serial(
+            self._reader, serial, a.ca_cert_hash, a.chain_id, a.registry_address
+        )
 
     def is_batched(self, serial: str) -> bool:
         return (
@@ -223,42 +275,13 @@ class AnchorBatcher:
 
         return int(await self._writer.write(write))
 
-    def _leaves(self, local_id: int) -> list[bytes]:
-        return [
-            bytes(r[0])
-            for r in self._reader.execute(
-                "SELECT entry FROM batch_leaves WHERE local_id = ? ORDER BY leaf_index",
-                (local_id,),
-            )
-        ]
-
     def _inclusion(
         self, local_id: int, indices: Sequence[int]
     ) -> list[common_pb2.MerkleInclusion]:
-        row = self._reader.execute(
-            "SELECT root, size, ledger_batch, tx_hash, anchored_at FROM batches "
-            "WHERE local_id = ?",
-            (local_id,),
-        ).fetchone()
-        leaves = self._leaves(local_id)
-        tree = MerkleTree(leaves)
-        out = []
-        for i in indices:
-            inc = common_pb2.MerkleInclusion(
-                batch_id=int(row[2]),
-                leaf_index=i,
-                tree_size=int(row[1]),
-                audit_path=tree.audit_path(i),
-                root=bytes(row[0]),
-                issuer_ca_sha256=self._anchorer.ca_cert_hash,
-                anchor_tx_hash=bytes(row[3] or b""),
-                chain_id=self._anchorer.chain_id,
-                registry_address=self._anchorer.registry_address,
-                operator_key_hash=leaves[i][32:],
-            )
-            inc.anchored_at.FromDatetime(dt.datetime.fromtimestamp(float(row[4]), dt.UTC))
-            out.append(inc)
-        return out
+        a = self._anchorer
+        return batch_inclusions(
+            self._reader, local_id, indices, a.ca_cert_hash, a.chain_id, a.registry_address
+        )
 
     async def _anchor_until_done(self, local_id: int) -> None:
         row = self._reader.execute(

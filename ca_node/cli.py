@@ -94,6 +94,31 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revoke(args: argparse.Namespace) -> int:
+    import json
+
+    from ca_node.revocation import UnknownCertificate, revoke_by_ca
+    from ledger.backends.embedded import EmbeddedBackend
+    from ledger.status import Action, StatusChangeRefused
+    from ledger.validator_key import ensure_validator_key
+    from mpkix.rpc.tls import TlsConfig
+
+    state = Path(args.state_dir)
+    key, _ = ensure_validator_key(state)
+    action = Action.SUSPEND if args.suspend else Action.RESUME if args.resume else Action.REVOKE
+    with EmbeddedBackend.connect(
+        args.ledger, TlsConfig.from_dir(args.tls_dir, args.node_name), private_key=key
+    ) as backend:
+        try:
+            res = revoke_by_ca(state, backend, args.serial.lower(), action, args.reason)
+        except (UnknownCertificate, StatusChangeRefused) as e:
+            print(f"mpkix ca revoke: {e}", file=sys.stderr)
+            return 1
+    print(json.dumps({"serial": args.serial.lower(), "state": res.state, "reason": res.reason,
+                      "changed_at": res.changed_at.isoformat(), "tx": res.tx_hash.hex()}))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``ca`` group to ``mpkix``."""
     ca = sub.add_parser("ca", help="certificate authority node")
@@ -122,3 +147,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--ledger", help="ledger node host:port; issued ppCerts are anchored there")
     p.add_argument("--anchor-window-ms", type=int, default=200, help="batching window")
     p.set_defaults(handler=_serve)
+
+    p = g.add_parser("revoke", help="revoke (or suspend/resume) a ppCert on the ledger")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--ledger", required=True, help="ledger node host:port")
+    p.add_argument("--tls-dir", required=True)
+    p.add_argument("--node-name", default="ca-1")
+    p.add_argument("--serial", required=True, help="certificate serial, hex")
+    p.add_argument("--reason", type=int, default=0, help="RFC 5280 CRLReason code")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--suspend", action="store_true")
+    mode.add_argument("--resume", action="store_true")
+    p.set_defaults(handler=_revoke)

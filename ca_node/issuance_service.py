@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import serialization
 
 from ca_node.anchoring import AnchorBatcher, leaf_entry
 from ca_node.authority import CertificateAuthority, IssuanceRefused
-from mpkix.profile.lint import LintError
 from ca_node.store import IssuedRecord, IssuedStore
 from mpkix.endorsement import EndorsementError, OperatorKeyRegistry, key_id, verify_endorsement
+from mpkix.profile.lint import LintError
 from mpkix.profile.ppcert import PpCertError, PpCertParams
 from mpkix.profile.ppcsr import PpCsrError, parse_ppcsr
 from mpkix.profile.signature_profiles import SignatureProfileError, get_profile

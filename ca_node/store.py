@@ -73,7 +73,7 @@ class IssuedStore:
         ).fetchone()
         return IssuedRecord(*row) if row else None
 
-    def unbatched(self, batched: "set[str] | None" = None) -> list[tuple[str, bytes, bytes]]:
+    def unbatched(self, batched: set[str] | None = None) -> list[tuple[str, bytes, bytes]]:
         """(serial, cert DER, operator key hash) of certificates not in any anchoring batch."""
         try:
             rows = self._reader.execute(

@@ -59,6 +59,7 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    import grpc
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
@@ -68,8 +69,6 @@ def _enroll(args: argparse.Namespace) -> int:
     from cma.usim import EmulatedUsim
     from mpkix.attributes import canonical_values_from_mapping
     from mpkix.rpc.tls import TlsConfig, secure_channel
-
-    import grpc
 
     d = Path(args.dir)
     pin = _pin(args)
@@ -156,6 +155,37 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revoke(args: argparse.Namespace) -> int:
+    import grpc
+
+    from cma.lifecycle import change_status
+    from cma.usim import EmulatedUsim
+    from mpkix.rpc.tls import TlsConfig, secure_channel
+    from mpkix.v1 import lifecycle_pb2
+
+    usim = EmulatedUsim.load(Path(args.dir) / "usim.json")
+    action = (
+        lifecycle_pb2.SUSPEND if args.suspend else
+        lifecycle_pb2.RESUME if args.resume else lifecycle_pb2.REVOKE
+    )
+    channel = secure_channel(args.cms, TlsConfig.from_files(args.tls_ca))
+    assert isinstance(channel, grpc.Channel)
+    try:
+        with channel:
+            resp = change_status(
+                channel, usim, action, subject_id=args.subject or "", reason=args.reason,
+                network_name=args.network_name,
+            )
+    except grpc.RpcError as e:
+        print(f"mpkix cma revoke: {e.code().name}: {e.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return 1
+    print(json.dumps([
+        {"subject_id": c.subject_id, "serial": c.serial, "state": c.state, "reason": c.reason,
+         "tx": c.tx_hash.hex()} for c in resp.certificates
+    ], indent=1))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``cma`` group to ``mpkix``."""
     cma = sub.add_parser("cma", help="phone app (CMA): provision, enroll, list")
@@ -180,6 +210,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--out", help="also write ppcert-LABEL.pem, key-LABEL.pem, bundle-LABEL.pb here")
     p.add_argument("--label", default="user")
     p.set_defaults(handler=_enroll)
+
+    p = g.add_parser("revoke", help="revoke/suspend/resume ppCerts through the CMS (EAP-AKA')")
+    p.add_argument("--dir", required=True, help="CMA directory (only usim.json is needed)")
+    p.add_argument("--cms", required=True)
+    p.add_argument("--tls-ca", required=True)
+    p.add_argument("--subject", help="subject id; default: every ppCert of this SIM")
+    p.add_argument("--reason", type=int, default=0, help="RFC 5280 CRLReason (0,1,3,4,5,9)")
+    p.add_argument("--network-name", default="WLAN")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--suspend", action="store_true")
+    mode.add_argument("--resume", action="store_true")
+    p.set_defaults(handler=_revoke)
 
     p = g.add_parser("list", help="installed ppCerts")
     p.add_argument("--dir", required=True)

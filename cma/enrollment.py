@@ -23,10 +23,10 @@ from cma.usim import EmulatedUsim
 from mpkix.aka import eap
 from mpkix.aka.kdf import AkaPrimeKeys, amf_separation_bit_set, derive_keys_from_aka
 from mpkix.aka.milenage import UsimMacFailure, UsimSuccess, UsimSyncFailure
+from mpkix.envelope import submission_aad
 from mpkix.profile.ppcert import parse_ppcert
 from mpkix.profile.ppcsr import build_ppcsr, new_subject_id
 from mpkix.profile.sealing import Sealer
-from mpkix.envelope import submission_aad
 from mpkix.v1 import common_pb2, enrollment_pb2
 
 REALM = "nai.epc.mnc{mnc}.mcc{mcc}.3gppnetwork.org"

@@ -49,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
                 network_name=args.network_name,
                 listen=args.listen,
                 public_address=args.public_address,
+                ledger_target=args.ledger,
             )
         )
         return await node.start()
@@ -89,4 +90,5 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--network-name", default="WLAN", help="EAP-AKA' access network name")
     p.add_argument("--listen", default="127.0.0.1:7101")
     p.add_argument("--public-address", help="address written into ppCerts (default: --listen)")
+    p.add_argument("--ledger", help="ledger node host:port (user revocation/suspension)")
     p.set_defaults(handler=_serve)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -13,13 +15,15 @@ from cms_node.authenticator import EapAkaPrimeAuthenticator
 from cms_node.ca_client import IssuanceClient
 from cms_node.enrollment_service import EnrollmentService, OperatorIdentity
 from cms_node.hss.sqlite_store import SqliteSubscriberStore
+from cms_node.lifecycle_service import LifecycleService
 from cms_node.state import CmsState
 from mpkix.endorsement import PrivateKey
 from mpkix.rpc.server import BuiltServer, ServiceSpec, build_server
 from mpkix.rpc.tls import TlsConfig, server_credentials
-from mpkix.v1 import enrollment_pb2, enrollment_pb2_grpc
+from mpkix.v1 import enrollment_pb2, enrollment_pb2_grpc, lifecycle_pb2, lifecycle_pb2_grpc
 
 ENROLLMENT_SERVICE = enrollment_pb2.DESCRIPTOR.services_by_name["Enrollment"].full_name
+LIFECYCLE_SERVICE = lifecycle_pb2.DESCRIPTOR.services_by_name["Lifecycle"].full_name
 ENDORSEMENT_KEY = "endorsement.key"
 
 
@@ -62,6 +66,8 @@ class CmsNodeConfig:
     public_address: str | None = None  # written into ppCerts' SIA; default: the bound address
     session_ttl_s: float = 120.0
     max_message_bytes: int = 64 * 1024
+    # Ledger node for user-requested revocation/suspension (Lifecycle service); None: off.
+    ledger_target: str | None = None
 
 
 class CmsNode:
@@ -79,9 +85,10 @@ class CmsNode:
         self.ca = IssuanceClient(cfg.ca_target, cfg.tls)
         self.server: BuiltServer | None = None
         self.service: EnrollmentService | None = None
+        self.ledger: Any = None
 
     async def start(self) -> BuiltServer:
-        host, _, port = self.cfg.listen.rpartition(":")
+        host = self.cfg.listen.rpartition(":")[0]
         # Bind first when the port is chosen by the OS, so the SIA address is the real one.
         self.service = EnrollmentService(
             self.authenticator,
@@ -94,13 +101,27 @@ class CmsNode:
                 cms_address=self.cfg.public_address or self.cfg.listen,
             ),
         )
+        if self.cfg.ledger_target:
+            from ledger.backends.embedded import EmbeddedBackend
+            from ledger.validator_key import ensure_validator_key
+
+            key, _ = ensure_validator_key(self.cfg.state_dir)
+            self.ledger = await asyncio.to_thread(
+                EmbeddedBackend.connect, self.cfg.ledger_target, self.cfg.tls, private_key=key
+            )
+        lifecycle = LifecycleService(self.authenticator, self.state, self.ledger)
         self.server = await build_server(
             [
                 ServiceSpec(
                     ENROLLMENT_SERVICE,
                     self.service,
                     enrollment_pb2_grpc.add_EnrollmentServicer_to_server,
-                )
+                ),
+                ServiceSpec(
+                    LIFECYCLE_SERVICE,
+                    lifecycle,
+                    lifecycle_pb2_grpc.add_LifecycleServicer_to_server,
+                ),
             ],
             self.cfg.listen,
             server_credentials(self.cfg.tls, require_client_auth=False),
@@ -115,6 +136,8 @@ class CmsNode:
         return self.server
 
     async def close(self) -> None:
+        if self.ledger is not None:
+            self.ledger.close()
         await self.ca.close()
         self.state.close()
         self.hss.close()

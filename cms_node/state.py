@@ -172,6 +172,14 @@ class CmsState:
             levels_as_of=row[6],
         )
 
+    def bundles_of(self, imsi: str) -> list[tuple[str, bytes]]:
+        """(subject id, serialized SubmitPpCsrResponse) of every ppCert of a subscriber."""
+        rows = self._reader.execute(
+            "SELECT subject_id, response FROM enrollments WHERE imsi = ? ORDER BY created_at",
+            (imsi,),
+        ).fetchall()
+        return [(str(r[0]), bytes(r[1])) for r in rows]
+
     def count_subjects(self) -> int:
         return int(self._reader.execute("SELECT count(*) FROM subjects").fetchone()[0])
 

@@ -8,8 +8,8 @@ Everything lives under ``workdir``: ``tls/`` (cluster PKI), ``ca/`` (CA state), 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from ca_node.keys import ISSUING_KEY_FILE, create_ca
 from ca_node.node import CaNode, CaNodeConfig
@@ -165,6 +165,7 @@ class LocalCluster:
                     ca_target=f"127.0.0.1:{self.ca_port}",
                     operator_id=op.operator_id,
                     network_name=op.network_name,
+                    ledger_target=self.ledger_target if self.with_ledger else None,
                 )
             )
             self.cms[op.operator_id] = node

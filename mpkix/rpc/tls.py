@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 import grpc
 
@@ -73,6 +74,14 @@ def channel_options(
     return opts
 
 
+@overload
+def secure_channel(
+    target: str, tls: TlsConfig, *, server_name: str | None = None, aio: Literal[False] = False
+) -> grpc.Channel: ...
+@overload
+def secure_channel(
+    target: str, tls: TlsConfig, *, server_name: str | None = None, aio: Literal[True]
+) -> grpc.aio.Channel: ...
 def secure_channel(
     target: str, tls: TlsConfig, *, server_name: str | None = None, aio: bool = False
 ) -> grpc.Channel | grpc.aio.Channel:

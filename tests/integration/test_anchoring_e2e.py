@@ -78,3 +78,88 @@ def test_concurrent_enrollments_share_one_anchored_batch(ledger_cluster: LocalCl
         backend.close()
     # Eight concurrent enrollments within one window: far fewer ledger transactions than certs.
     assert len(batches) < 8
+
+
+def _channel(c: LocalCluster) -> grpc.Channel:
+    ch = secure_channel(f"127.0.0.1:{c.cms_ports[OPERATOR]}", c.client_tls())
+    assert isinstance(ch, grpc.Channel)
+    return ch
+
+
+def _ledger_state(c: LocalCluster, resp: object) -> tuple[str, int]:
+    from ledger.status import STATE_NAMES, current_status
+
+    bundle = resp.bundle  # type: ignore[attr-defined]
+    with EmbeddedBackend.connect(c.ledger_target, c.tls(c.ca_node_name)) as backend:
+        state, reason, _ = current_status(
+            backend,
+            bytes(bundle.inclusion.issuer_ca_sha256),
+            hashlib.sha256(bundle.certificate_der).digest(),
+        )
+    return STATE_NAMES[state], reason
+
+
+def test_user_revokes_lost_phone_from_a_new_device(ledger_cluster: LocalCluster) -> None:
+    from cma.lifecycle import change_status
+    from mpkix.v1 import lifecycle_pb2
+
+    flow, resp = _enroll(ledger_cluster, 40)
+    assert _ledger_state(ledger_cluster, resp) == ("active", 0)
+    # New device: the same SIM (K, OPc) in a fresh USIM emulation, no ppCert key at all.
+    u = flow.usim
+    new_device = EmulatedUsim(u.imsi, u.k, u.opc, UsimSqnState())
+    with _channel(ledger_cluster) as ch:
+        out = change_status(ch, new_device, lifecycle_pb2.REVOKE, reason=1)
+        assert [(c.subject_id, c.state, c.reason) for c in out.certificates] == [
+            (flow.subject_id, "revoked", 1)
+        ]
+        assert out.certificates[0].tx_hash
+        # Asking again changes nothing on chain and reports the recorded state.
+        again = change_status(ch, new_device, lifecycle_pb2.REVOKE, subject_id=flow.subject_id)
+        assert again.certificates[0].state == "revoked" and not again.certificates[0].tx_hash
+        # Revoked is final.
+        with pytest.raises(grpc.RpcError) as err:
+            change_status(ch, new_device, lifecycle_pb2.RESUME, subject_id=flow.subject_id)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    assert _ledger_state(ledger_cluster, resp) == ("revoked", 1)
+
+
+def test_subscriber_cannot_revoke_someone_elses_certificate(ledger_cluster: LocalCluster) -> None:
+    from cma.lifecycle import change_status
+    from mpkix.v1 import lifecycle_pb2
+
+    victim, victim_resp = _enroll(ledger_cluster, 41)
+    attacker, _ = _enroll(ledger_cluster, 42)
+    with _channel(ledger_cluster) as ch, pytest.raises(grpc.RpcError) as err:
+        change_status(ch, attacker.usim, lifecycle_pb2.REVOKE, subject_id=victim.subject_id)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    assert _ledger_state(ledger_cluster, victim_resp) == ("active", 0)
+
+
+def test_ca_suspends_resumes_and_revokes(ledger_cluster: LocalCluster) -> None:
+    from cryptography import x509
+
+    from ca_node.revocation import UnknownCertificate, revoke_by_ca
+    from ledger.status import Action, StatusChangeRefused
+    from ledger.validator_key import ensure_validator_key
+
+    _, resp = _enroll(ledger_cluster, 43)
+    serial = format(x509.load_der_x509_certificate(resp.bundle.certificate_der).serial_number, "x")  # type: ignore[attr-defined]
+    state_dir = ledger_cluster.workdir / "ca"
+    key, _ = ensure_validator_key(state_dir)
+    with EmbeddedBackend.connect(
+        ledger_cluster.ledger_target, ledger_cluster.tls(ledger_cluster.ca_node_name),
+        private_key=key,
+    ) as backend:
+        with pytest.raises(StatusChangeRefused, match="not suspended"):
+            revoke_by_ca(state_dir, backend, serial, Action.RESUME)
+        assert revoke_by_ca(state_dir, backend, serial, Action.SUSPEND).state == "suspended"
+        assert _ledger_state(ledger_cluster, resp) == ("suspended", 6)
+        resumed = revoke_by_ca(state_dir, backend, serial, Action.RESUME)
+        assert resumed.state == "active" and resumed.tx_hash
+        again = revoke_by_ca(state_dir, backend, serial, Action.RESUME)  # a retry: no new tx
+        assert again.state == "active" and not again.tx_hash
+        assert revoke_by_ca(state_dir, backend, serial, Action.REVOKE, 4).state == "revoked"
+        with pytest.raises(UnknownCertificate):
+            revoke_by_ca(state_dir, backend, "abcdef", Action.REVOKE)
+    assert _ledger_state(ledger_cluster, resp) == ("revoked", 4)

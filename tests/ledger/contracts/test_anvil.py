@@ -7,8 +7,6 @@ hardfork, so the code stays valid on newer forks.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -29,6 +27,7 @@ from ledger.contracts import (
     load_artifact,
 )
 from mpkix.merkle import MerkleTree
+from tests.ledger.backends.support import find_anvil
 from tests.ledger.contracts.support import CA1_CERT, OP1_KEY, OP2_KEY, h, label32
 
 pytestmark = pytest.mark.anvil
@@ -37,16 +36,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _anvil_binary() -> str | None:
-    candidates = [
-        os.environ.get("ANVIL_BIN"),
-        shutil.which("anvil"),
-        str(REPO / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"),
-        str(REPO / "node_modules/.bin/anvil"),
-    ]
-    for c in candidates:
-        if c and Path(c).is_file() and os.access(c, os.X_OK):
-            return c
-    return None
+    return find_anvil()
 
 
 def _free_port() -> int:
