@@ -11,6 +11,7 @@ subject id, its sealed attributes, and the requested profile.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 
@@ -20,10 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from cma.keystore import PrivateKey
 from cma.usim import EmulatedUsim
+from ledger.contracts import certificate_leaf_entry
 from mpkix.aka import eap
 from mpkix.aka.kdf import AkaPrimeKeys, amf_separation_bit_set, derive_keys_from_aka
 from mpkix.aka.milenage import UsimMacFailure, UsimSuccess, UsimSyncFailure
 from mpkix.envelope import submission_aad
+from mpkix.merkle import verify_inclusion
 from mpkix.profile.ppcert import parse_ppcert
 from mpkix.profile.ppcsr import build_ppcsr, new_subject_id
 from mpkix.profile.sealing import Sealer
@@ -165,9 +168,32 @@ class EnrollmentFlow:
         if self.signature_profile and view.signature_profile != self.signature_profile:
             raise EnrollmentError("the ppCert carries another signature profile")
         now = dt.datetime.now(dt.UTC)
-        if not cert.not_valid_before_utc <= now + dt.timedelta(minutes=5) < cert.not_valid_after_utc:
+        skewed = now + dt.timedelta(minutes=5)
+        if not cert.not_valid_before_utc <= skewed < cert.not_valid_after_utc:
             raise EnrollmentError("the ppCert is not within its validity period")
+        if bundle.HasField("inclusion"):
+            _verify_inclusion(bundle, chain[0])
         return cert
+
+
+def _verify_inclusion(bundle: common_pb2.CertificateBundle, issuing: x509.Certificate) -> None:
+    """The ledger proof names the issuing CA and proves the ppCert's leaf (RFC 9162 §2.1.3.2;
+    leaf = SHA-256(cert) ‖ operator key hash, decision 0401) under the root it carries. Whether
+    that root is anchored is the verifier's check against its ledger mirror (ias_sdk)."""
+    inc = bundle.inclusion
+    issuer_hash = hashlib.sha256(issuing.public_bytes(serialization.Encoding.DER)).digest()
+    if bytes(inc.issuer_ca_sha256) != issuer_hash:
+        raise EnrollmentError("the ledger proof names another issuing CA")
+    try:
+        entry = certificate_leaf_entry(
+            hashlib.sha256(bundle.certificate_der).digest(), bytes(inc.operator_key_hash)
+        )
+    except ValueError as e:
+        raise EnrollmentError(f"malformed ledger proof: {e}") from None
+    if not verify_inclusion(
+        entry, inc.leaf_index, inc.tree_size, list(inc.audit_path), bytes(inc.root)
+    ):
+        raise EnrollmentError("the ledger proof does not prove this ppCert under its batch root")
 
 
 def _verify_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:

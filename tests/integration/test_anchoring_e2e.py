@@ -163,3 +163,33 @@ def test_ca_suspends_resumes_and_revokes(ledger_cluster: LocalCluster) -> None:
         with pytest.raises(UnknownCertificate):
             revoke_by_ca(state_dir, backend, "abcdef", Action.REVOKE)
     assert _ledger_state(ledger_cluster, resp) == ("revoked", 4)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda inc: inc.audit_path.__setitem__(0, b"\x00" * 32), "does not prove"),
+        (lambda inc: setattr(inc, "leaf_index", inc.leaf_index ^ 1), "does not prove"),
+        (lambda inc: setattr(inc, "root", b"\x11" * 32), "does not prove"),
+        (lambda inc: setattr(inc, "operator_key_hash", b"\x22" * 32), "does not prove"),
+        (lambda inc: setattr(inc, "operator_key_hash", b"\x22" * 5), "malformed ledger proof"),
+        (lambda inc: setattr(inc, "issuer_ca_sha256", b"\x33" * 32), "another issuing CA"),
+    ],
+)
+def test_cma_refuses_a_bundle_whose_ledger_proof_is_wrong(
+    ledger_cluster: LocalCluster, tamper: object, message: str
+) -> None:
+    from cma.enrollment import EnrollmentError
+    from mpkix.v1 import enrollment_pb2
+
+    # Eight concurrent enrollments above make batches of several leaves: paths are non-empty.
+    flow, resp = _enroll(ledger_cluster, 44)
+    assert isinstance(resp, enrollment_pb2.SubmitPpCsrResponse)
+    flow.verify(resp)  # the untouched answer is accepted
+    bad = enrollment_pb2.SubmitPpCsrResponse()
+    bad.CopyFrom(resp)
+    if not bad.bundle.inclusion.audit_path:
+        bad.bundle.inclusion.audit_path.append(b"\x00" * 32)  # single-leaf batch
+    tamper(bad.bundle.inclusion)  # type: ignore[operator]
+    with pytest.raises(EnrollmentError, match=message):
+        flow.verify(bad)
