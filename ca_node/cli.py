@@ -58,6 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
+    from ca_node.admin_service import DEFAULT_ADMINS
     from ca_node.node import CaNode, CaNodeConfig
     from mpkix.rpc.server import BuiltServer, serve_forever
     from mpkix.rpc.tls import TlsConfig
@@ -76,6 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
                 ca_passphrase=_passphrase(args),
                 ledger_target=args.ledger,
                 anchor_window_s=args.anchor_window_ms / 1000,
+                admin_clients=frozenset(args.admin_client or DEFAULT_ADMINS),
             )
         )
         return await node.start()
@@ -97,25 +99,36 @@ def _serve(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     import json
 
-    from ca_node.revocation import UnknownCertificate, revoke_by_ca
-    from ledger.backends.embedded import EmbeddedBackend
-    from ledger.status import Action, StatusChangeRefused
-    from ledger.validator_key import ensure_validator_key
-    from mpkix.rpc.tls import TlsConfig
+    import grpc
 
-    state = Path(args.state_dir)
-    key, _ = ensure_validator_key(state)
-    action = Action.SUSPEND if args.suspend else Action.RESUME if args.resume else Action.REVOKE
-    with EmbeddedBackend.connect(
-        args.ledger, TlsConfig.from_dir(args.tls_dir, args.node_name), private_key=key
-    ) as backend:
+    from mpkix.rpc.tls import TlsConfig, secure_channel
+    from mpkix.v1 import ca_admin_pb2, ca_admin_pb2_grpc, lifecycle_pb2
+
+    action = (
+        lifecycle_pb2.SUSPEND if args.suspend
+        else lifecycle_pb2.RESUME if args.resume
+        else lifecycle_pb2.REVOKE
+    )
+    try:
+        tls = TlsConfig.from_dir(args.tls_dir, args.node_name)
+    except OSError as e:
+        print(f"mpkix ca revoke: cannot read the admin TLS material: {e}", file=sys.stderr)
+        return 2
+    with secure_channel(args.ca, tls) as ch:
         try:
-            res = revoke_by_ca(state, backend, args.serial.lower(), action, args.reason)
-        except (UnknownCertificate, StatusChangeRefused) as e:
-            print(f"mpkix ca revoke: {e}", file=sys.stderr)
+            st = ca_admin_pb2_grpc.CaAdminStub(ch).ChangeStatus(
+                ca_admin_pb2.CaChangeStatusRequest(
+                    serial=args.serial, action=action, reason=args.reason
+                ),
+                timeout=args.timeout,
+            )
+        except grpc.RpcError as e:
+            print(f"mpkix ca revoke: {e.code().name}: {e.details()}", file=sys.stderr)  # type: ignore[attr-defined]
             return 1
-    print(json.dumps({"serial": args.serial.lower(), "state": res.state, "reason": res.reason,
-                      "changed_at": res.changed_at.isoformat(), "tx": res.tx_hash.hex()}))
+    print(json.dumps({
+        "serial": st.serial, "state": st.state, "reason": st.reason,
+        "changed_at": st.changed_at.ToDatetime().isoformat() + "Z", "tx": st.tx_hash.hex(),
+    }))
     return 0
 
 
@@ -146,15 +159,22 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--passphrase-env")
     p.add_argument("--ledger", help="ledger node host:port; issued ppCerts are anchored there")
     p.add_argument("--anchor-window-ms", type=int, default=200, help="batching window")
+    p.add_argument(
+        "--admin-client", action="append", metavar="NAME",
+        help="client certificate CN allowed to call CaAdmin (repeatable; default ca-admin)",
+    )
     p.set_defaults(handler=_serve)
 
-    p = g.add_parser("revoke", help="revoke (or suspend/resume) a ppCert on the ledger")
-    p.add_argument("--state-dir", required=True)
-    p.add_argument("--ledger", required=True, help="ledger node host:port")
-    p.add_argument("--tls-dir", required=True)
-    p.add_argument("--node-name", default="ca-1")
+    p = g.add_parser(
+        "revoke", help="revoke (or suspend/resume) a ppCert on the ledger through the CA node"
+    )
+    p.add_argument("--ca", required=True, metavar="HOST:PORT", help="the CA node")
+    p.add_argument("--tls-dir", required=True, help="cluster TLS directory (mpkix pki init)")
+    p.add_argument("--node-name", default="ca-admin", help="admin client certificate name")
     p.add_argument("--serial", required=True, help="certificate serial, hex")
-    p.add_argument("--reason", type=int, default=0, help="RFC 5280 CRLReason code")
+    p.add_argument("--reason", type=int, default=0,
+                   help="RFC 5280 CRLReason for revoke: 0-5, 9, 10 (default 0)")
+    p.add_argument("--timeout", type=float, default=60.0)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--suspend", action="store_true")
     mode.add_argument("--resume", action="store_true")

@@ -10,20 +10,23 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 
+from ca_node.admin_service import DEFAULT_ADMINS, CaAdminService
 from ca_node.anchoring import AnchorBatcher, leaf_entry
 from ca_node.authority import CertificateAuthority
 from ca_node.issuance_service import IssuancePolicy, IssuanceService
 from ca_node.ledger_anchor import RegistryAnchorer
+from ca_node.revocation import CaRevoker
 from ca_node.store import IssuedStore
 from mpkix.endorsement import OperatorKeyRegistry, StaticOperatorKeys
 from mpkix.rpc.server import BuiltServer, ServiceSpec, build_server
 from mpkix.rpc.tls import TlsConfig, server_credentials
-from mpkix.v1 import issuance_pb2, issuance_pb2_grpc
+from mpkix.v1 import ca_admin_pb2, ca_admin_pb2_grpc, issuance_pb2, issuance_pb2_grpc
 
 if TYPE_CHECKING:
     from ledger.backends.embedded import EmbeddedBackend
 
 ISSUANCE_SERVICE = issuance_pb2.DESCRIPTOR.services_by_name["Issuance"].full_name
+CA_ADMIN_SERVICE = ca_admin_pb2.DESCRIPTOR.services_by_name["CaAdmin"].full_name
 
 
 @dataclass
@@ -46,6 +49,8 @@ class CaNodeConfig:
     ledger_target: str | None = None
     anchor_window_s: float = 0.2
     anchor_timeout_s: float = 20.0
+    # Common names of the mutual-TLS client certificates allowed to call CaAdmin.
+    admin_clients: frozenset[str] = DEFAULT_ADMINS
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -107,13 +112,28 @@ class CaNode:
                     ISSUANCE_SERVICE,
                     self.service,
                     issuance_pb2_grpc.add_IssuanceServicer_to_server,
-                )
+                ),
+                ServiceSpec(
+                    CA_ADMIN_SERVICE,
+                    CaAdminService(self._revoker(), self.cfg.admin_clients),
+                    ca_admin_pb2_grpc.add_CaAdminServicer_to_server,
+                ),
             ],
             self.cfg.listen,
             server_credentials(self.cfg.tls, require_client_auth=True),
             max_message_bytes=self.cfg.max_message_bytes,
         )
         return self.server
+
+    def _revoker(self) -> CaRevoker | None:
+        if self.backend is None:
+            return None
+        return CaRevoker(
+            self.store,
+            self.cfg.state_dir / "issued.sqlite",
+            self.authority.certificate.public_bytes(serialization.Encoding.DER),
+            self.backend,
+        )
 
     async def close(self) -> None:
         if self.batcher is not None:

@@ -94,7 +94,8 @@ class IssuedStore:
 
         def write(conn: sqlite3.Connection) -> IssuedRecord | None:
             cur = conn.execute(
-                "INSERT INTO issued VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(request_id) DO NOTHING",
+                "INSERT INTO issued VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(request_id) DO NOTHING",
                 (
                     rec.serial,
                     rec.request_id,

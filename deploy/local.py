@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ca_node.admin_service import DEFAULT_ADMINS
 from ca_node.keys import ISSUING_KEY_FILE, create_ca
 from ca_node.node import CaNode, CaNodeConfig
 from cms_node.node import CmsNode, CmsNodeConfig, create_endorsement_key
@@ -18,6 +19,8 @@ from deploy.pki import init_cluster_pki
 from mpkix.endorsement import PublicKey, StaticOperatorKeys
 from mpkix.rpc.server import BuiltServer, ServerRunner
 from mpkix.rpc.tls import TlsConfig
+
+ADMIN_NODE = next(iter(DEFAULT_ADMINS))  # the CA administrator client certificate (CaAdmin)
 
 
 @dataclass
@@ -50,6 +53,9 @@ class LocalCluster:
     ledger_port: int = 0
     anchor_window_s: float = 0.1
     ledger: Any = None
+    # A ledger node run elsewhere (e.g. its own process, ``python -m ledger``) at host:port:
+    # the genesis is still written under ``workdir`` but no in-process node is started.
+    external_ledger_target: str | None = None
 
     @property
     def tls_dir(self) -> Path:
@@ -66,7 +72,12 @@ class LocalCluster:
         """Create the cluster PKI, the CA and each operator's endorsement key (idempotent)."""
         init_cluster_pki(
             self.tls_dir,
-            [self.ca_node_name, self.ledger_node_name, *(o.node_name for o in self.operators)],
+            [
+                self.ca_node_name,
+                self.ledger_node_name,
+                ADMIN_NODE,
+                *(o.node_name for o in self.operators),
+            ],
         )
         ca_dir = self.workdir / "ca" / "ca"
         if not (ca_dir / ISSUING_KEY_FILE).exists():
@@ -75,7 +86,7 @@ class LocalCluster:
         for op in self.operators:
             keys[op.operator_id] = [create_endorsement_key(self.cms_dir(op))]
         StaticOperatorKeys.write(self.workdir / "ca" / "operators.json", keys)
-        if self.with_ledger and not self.genesis_path.exists():
+        if self.uses_ledger and not self.genesis_path.exists():
             from deploy.genesis import cluster_genesis
             from ledger.node.genesis import write_genesis
 
@@ -92,7 +103,14 @@ class LocalCluster:
         return self.workdir / "genesis.json"
 
     @property
+    def uses_ledger(self) -> bool:
+        """Whether the CA and CMS nodes anchor on (and revoke through) a ledger."""
+        return self.with_ledger or self.external_ledger_target is not None
+
+    @property
     def ledger_target(self) -> str:
+        if self.external_ledger_target is not None:
+            return self.external_ledger_target
         return f"127.0.0.1:{self.ledger_port}"
 
     def _start_ledger(self) -> None:
@@ -128,7 +146,7 @@ class LocalCluster:
 
     def start(self) -> None:
         self.prepare()
-        if self.with_ledger:
+        if self.with_ledger and self.external_ledger_target is None:
             self._start_ledger()
 
         async def make_ca() -> BuiltServer:
@@ -137,7 +155,7 @@ class LocalCluster:
                     state_dir=self.workdir / "ca",
                     tls=self.tls(self.ca_node_name),
                     validity_days=self.validity_days,
-                    ledger_target=self.ledger_target if self.with_ledger else None,
+                    ledger_target=self.ledger_target if self.uses_ledger else None,
                     anchor_window_s=self.anchor_window_s,
                 )
             )
@@ -165,7 +183,7 @@ class LocalCluster:
                     ca_target=f"127.0.0.1:{self.ca_port}",
                     operator_id=op.operator_id,
                     network_name=op.network_name,
-                    ledger_target=self.ledger_target if self.with_ledger else None,
+                    ledger_target=self.ledger_target if self.uses_ledger else None,
                 )
             )
             self.cms[op.operator_id] = node

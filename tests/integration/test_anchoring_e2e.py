@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -72,7 +73,8 @@ def test_concurrent_enrollments_share_one_anchored_batch(ledger_cluster: LocalCl
             assert (bytes(root), int(size)) == (inc.root, inc.tree_size)
             assert bytes(ca_hash) == inc.issuer_ca_sha256
             entry = hashlib.sha256(resp.bundle.certificate_der).digest() + opkh  # type: ignore[attr-defined]
-            assert verify_inclusion(entry, inc.leaf_index, inc.tree_size, list(inc.audit_path), root)
+            path = list(inc.audit_path)
+            assert verify_inclusion(entry, inc.leaf_index, inc.tree_size, path, root)
             batches.add(inc.batch_id)
     finally:
         backend.close()
@@ -136,33 +138,107 @@ def test_subscriber_cannot_revoke_someone_elses_certificate(ledger_cluster: Loca
     assert _ledger_state(ledger_cluster, victim_resp) == ("active", 0)
 
 
+def _admin(c: LocalCluster, node: str = "ca-admin") -> Any:
+    from mpkix.v1 import ca_admin_pb2_grpc
+
+    ch = secure_channel(f"127.0.0.1:{c.ca_port}", c.tls(node))
+    return ch, ca_admin_pb2_grpc.CaAdminStub(ch)
+
+
+def _ca_change(stub: Any, serial: str, action: int, reason: int = 0) -> Any:
+    from mpkix.v1 import ca_admin_pb2
+
+    return stub.ChangeStatus(
+        ca_admin_pb2.CaChangeStatusRequest(serial=serial, action=action, reason=reason), timeout=30
+    )
+
+
+def _code(fn: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as err:
+        fn()
+    return err.value.code(), err.value.details()  # type: ignore[attr-defined]
+
+
 def test_ca_suspends_resumes_and_revokes(ledger_cluster: LocalCluster) -> None:
     from cryptography import x509
 
-    from ca_node.revocation import UnknownCertificate, revoke_by_ca
-    from ledger.status import Action, StatusChangeRefused
-    from ledger.validator_key import ensure_validator_key
+    from mpkix.v1 import lifecycle_pb2 as lc
 
     _, resp = _enroll(ledger_cluster, 43)
-    serial = format(x509.load_der_x509_certificate(resp.bundle.certificate_der).serial_number, "x")  # type: ignore[attr-defined]
-    state_dir = ledger_cluster.workdir / "ca"
-    key, _ = ensure_validator_key(state_dir)
-    with EmbeddedBackend.connect(
-        ledger_cluster.ledger_target, ledger_cluster.tls(ledger_cluster.ca_node_name),
-        private_key=key,
-    ) as backend:
-        with pytest.raises(StatusChangeRefused, match="not suspended"):
-            revoke_by_ca(state_dir, backend, serial, Action.RESUME)
-        assert revoke_by_ca(state_dir, backend, serial, Action.SUSPEND).state == "suspended"
+    cert = x509.load_der_x509_certificate(resp.bundle.certificate_der)  # type: ignore[attr-defined]
+    serial = format(cert.serial_number, "x")
+    ch, stub = _admin(ledger_cluster)
+    with ch:
+        code, msg = _code(lambda: _ca_change(stub, serial, lc.RESUME))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "not suspended" in msg
+        assert _ca_change(stub, "0x" + serial.upper(), lc.SUSPEND).state == "suspended"
         assert _ledger_state(ledger_cluster, resp) == ("suspended", 6)
-        resumed = revoke_by_ca(state_dir, backend, serial, Action.RESUME)
-        assert resumed.state == "active" and resumed.tx_hash
-        again = revoke_by_ca(state_dir, backend, serial, Action.RESUME)  # a retry: no new tx
+        resumed = _ca_change(stub, serial, lc.RESUME)
+        assert resumed.state == "active" and resumed.tx_hash and resumed.serial == serial
+        again = _ca_change(stub, serial, lc.RESUME)  # a retry: no new transaction
         assert again.state == "active" and not again.tx_hash
-        assert revoke_by_ca(state_dir, backend, serial, Action.REVOKE, 4).state == "revoked"
-        with pytest.raises(UnknownCertificate):
-            revoke_by_ca(state_dir, backend, "abcdef", Action.REVOKE)
+        assert _ca_change(stub, serial, lc.REVOKE, 4).state == "revoked"
+        code, msg = _code(lambda: _ca_change(stub, serial, lc.SUSPEND))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "revoked" in msg
     assert _ledger_state(ledger_cluster, resp) == ("revoked", 4)
+
+
+def test_ca_admin_refuses_bad_requests_and_other_callers(ledger_cluster: LocalCluster) -> None:
+    from cryptography import x509
+
+    from mpkix.v1 import lifecycle_pb2 as lc
+
+    _, resp = _enroll(ledger_cluster, 45)
+    cert = x509.load_der_x509_certificate(resp.bundle.certificate_der)  # type: ignore[attr-defined]
+    serial = format(cert.serial_number, "x")
+    ch, stub = _admin(ledger_cluster)
+    with ch:
+        for bad_serial in ("", "0x00", "xyz", "12 34", "f" * 41):
+            code, _ = _code(lambda s=bad_serial: _ca_change(stub, s, lc.REVOKE))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT, bad_serial
+        code, msg = _code(lambda: _ca_change(stub, "abcdef", lc.REVOKE))
+        assert code == grpc.StatusCode.NOT_FOUND and "abcdef" in msg
+        for reason in (6, 7, 8, 11):
+            code, _ = _code(lambda r=reason: _ca_change(stub, serial, lc.REVOKE, r))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT, reason
+        code, _ = _code(lambda: _ca_change(stub, serial, lc.STATUS_ACTION_UNSPECIFIED))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+    # An operator's CMS node holds a cluster certificate too, but is no CA administrator.
+    ch, stub = _admin(ledger_cluster, ledger_cluster.operators[0].node_name)
+    with ch:
+        code, msg = _code(lambda: _ca_change(stub, serial, lc.REVOKE))
+        assert code == grpc.StatusCode.PERMISSION_DENIED and "not a CA administrator" in msg
+    assert _ledger_state(ledger_cluster, resp) == ("active", 0)
+
+
+def test_mpkix_ca_revoke_cli(ledger_cluster: LocalCluster) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from cryptography import x509
+
+    _, resp = _enroll(ledger_cluster, 46)
+    cert = x509.load_der_x509_certificate(resp.bundle.certificate_der)  # type: ignore[attr-defined]
+    serial = format(cert.serial_number, "x")
+
+    def cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mpkix", "ca", "revoke",
+             "--ca", f"127.0.0.1:{ledger_cluster.ca_port}",
+             "--tls-dir", str(ledger_cluster.tls_dir), *extra],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+
+    done = cli("--serial", serial, "--reason", "5")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert (out["serial"], out["state"], out["reason"]) == (serial, "revoked", 5) and out["tx"]
+    assert _ledger_state(ledger_cluster, resp) == ("revoked", 5)
+    done = cli("--serial", serial, "--resume")
+    assert done.returncode == 1 and "FAILED_PRECONDITION" in done.stderr
+    done = cli("--serial", serial, "--node-name", "nobody")
+    assert done.returncode == 2 and "admin TLS material" in done.stderr
 
 
 @pytest.mark.parametrize(
