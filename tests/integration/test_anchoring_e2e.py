@@ -145,7 +145,7 @@ def _admin(c: LocalCluster, node: str = "ca-admin") -> Any:
     return ch, ca_admin_pb2_grpc.CaAdminStub(ch)
 
 
-def _ca_change(stub: Any, serial: str, action: int, reason: int = 0) -> Any:
+def _ca_change(stub: Any, serial: str, action: Any, reason: int = 0) -> Any:
     from mpkix.v1 import ca_admin_pb2
 
     return stub.ChangeStatus(
@@ -156,7 +156,7 @@ def _ca_change(stub: Any, serial: str, action: int, reason: int = 0) -> Any:
 def _code(fn: Any) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as err:
         fn()
-    return err.value.code(), err.value.details()  # type: ignore[attr-defined]
+    return err.value.code(), err.value.details() or ""  # type: ignore[attr-defined]
 
 
 def test_ca_suspends_resumes_and_revokes(ledger_cluster: LocalCluster) -> None:

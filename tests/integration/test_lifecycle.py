@@ -73,7 +73,7 @@ def _state(c: LocalCluster, bundle: common_pb2.CertificateBundle) -> tuple[str, 
 def _refused(ch: grpc.Channel, req: lifecycle_pb2.ChangeStatusRequest) -> tuple[Any, str]:
     with pytest.raises(grpc.RpcError) as err:
         lc_grpc.LifecycleStub(ch).ChangeStatus(req, timeout=30)
-    return err.value.code(), err.value.details()  # type: ignore[attr-defined]
+    return err.value.code(), err.value.details() or ""  # type: ignore[attr-defined]
 
 
 def test_bad_requests_are_refused_and_change_nothing(lc_cluster: LocalCluster) -> None:
