@@ -109,7 +109,8 @@ def _enroll(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"ppcert-{args.label}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        (out / f"ppcert-{args.label}.pem").write_bytes(pem)
         (out / f"bundle-{args.label}.pb").write_bytes(resp.bundle.SerializeToString())
         (out / f"key-{args.label}.pem").write_bytes(
             key.private_bytes(

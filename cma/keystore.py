@@ -51,7 +51,9 @@ class Keystore:
     @staticmethod
     def _check_passphrase(passphrase: bytes) -> None:
         if len(passphrase) < MIN_PASSPHRASE:
-            raise KeystoreError(f"the passphrase/PIN must have at least {MIN_PASSPHRASE} characters")
+            raise KeystoreError(
+                f"the passphrase/PIN must have at least {MIN_PASSPHRASE} characters"
+            )
 
     def save_key(self, subject_id: str, key: PrivateKey, passphrase: bytes) -> Path:
         self._check_passphrase(passphrase)

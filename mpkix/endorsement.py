@@ -98,7 +98,10 @@ class OperatorKeyRegistry(Protocol):
 
 
 class StaticOperatorKeys:
-    """Operator keys from a JSON file: ``{"operators": [{"operator_id", "endorsement_keys": [PEM]}]}``."""
+    """Operator keys from a JSON file.
+
+    Format: ``{"operators": [{"operator_id", "endorsement_keys": [PEM]}]}``.
+    """
 
     def __init__(self, keys: list[OperatorKey]) -> None:
         self._by_id = {key_id(k.public_key): k for k in keys}

@@ -33,7 +33,7 @@ def flow_for(cluster: LocalCluster, index: int, **kw: object) -> EnrollmentFlow:
 def test_enrollment_issues_verified_ppcert(cluster: LocalCluster) -> None:
     flow = flow_for(cluster, 0)
     with channel(cluster) as ch:
-        cert, resp = enroll(ch, flow)
+        cert, _ = enroll(ch, flow)
     view = parse_ppcert(cert)
     assert view.subject_id == flow.subject_id
     assert view.operator_id == OPERATOR
