@@ -157,7 +157,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--listen", default="127.0.0.1:7001")
     p.add_argument("--validity-days", type=int, default=365)
     p.add_argument("--passphrase-env")
-    p.add_argument("--ledger", help="ledger node host:port; issued ppCerts are anchored there")
+    p.add_argument(
+        "--ledger", metavar="HOST:PORT|FILE",
+        help="ledger node, or a ledger file (JSON-RPC networks); issued ppCerts are anchored there",
+    )
     p.add_argument("--anchor-window-ms", type=int, default=200, help="batching window")
     p.add_argument(
         "--admin-client", action="append", metavar="NAME",

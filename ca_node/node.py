@@ -23,7 +23,7 @@ from mpkix.rpc.tls import TlsConfig, server_credentials
 from mpkix.v1 import ca_admin_pb2, ca_admin_pb2_grpc, issuance_pb2, issuance_pb2_grpc
 
 if TYPE_CHECKING:
-    from ledger.backends.embedded import EmbeddedBackend
+    from ledger.backends.base import LedgerBackend
 
 ISSUANCE_SERVICE = issuance_pb2.DESCRIPTOR.services_by_name["Issuance"].full_name
 CA_ADMIN_SERVICE = ca_admin_pb2.DESCRIPTOR.services_by_name["CaAdmin"].full_name
@@ -45,7 +45,8 @@ class CaNodeConfig:
     ca_passphrase: bytes | None = None
     operators: OperatorKeyRegistry | None = None
     max_message_bytes: int = 1024 * 1024
-    # Ledger node (embedded backend) that anchors issued batches; None: no anchoring.
+    # Ledger (HOST:PORT of an embedded node or a ledger file, ledger/backends/config.py) where
+    # issued batches are anchored; None: no anchoring.
     ledger_target: str | None = None
     anchor_window_s: float = 0.2
     anchor_timeout_s: float = 20.0
@@ -67,17 +68,17 @@ class CaNode:
         self._operators = operators
         self.server: BuiltServer | None = None
         self.batcher: AnchorBatcher | None = None
-        self.backend: EmbeddedBackend | None = None
+        self.backend: LedgerBackend | None = None
         self.service: IssuanceService | None = None
 
     async def _start_anchoring(self) -> AnchorBatcher:
-        from ledger.backends.embedded import EmbeddedBackend
+        from ledger.backends.config import open_backend
         from ledger.validator_key import ensure_validator_key
 
         assert self.cfg.ledger_target is not None
         key, _ = ensure_validator_key(self.cfg.state_dir)
         backend = await asyncio.to_thread(
-            EmbeddedBackend.connect, self.cfg.ledger_target, self.cfg.tls, private_key=key
+            open_backend, self.cfg.ledger_target, self.cfg.tls, private_key=key
         )
         self.backend = backend
         issuing_der = self.authority.certificate.public_bytes(serialization.Encoding.DER)

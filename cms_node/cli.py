@@ -90,5 +90,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--network-name", default="WLAN", help="EAP-AKA' access network name")
     p.add_argument("--listen", default="127.0.0.1:7101")
     p.add_argument("--public-address", help="address written into ppCerts (default: --listen)")
-    p.add_argument("--ledger", help="ledger node host:port (user revocation/suspension)")
+    p.add_argument(
+        "--ledger", metavar="HOST:PORT|FILE",
+        help="ledger node or ledger file (user revocation/suspension)",
+    )
     p.set_defaults(handler=_serve)

@@ -6,7 +6,6 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -17,6 +16,7 @@ from cms_node.enrollment_service import EnrollmentService, OperatorIdentity
 from cms_node.hss.sqlite_store import SqliteSubscriberStore
 from cms_node.lifecycle_service import LifecycleService
 from cms_node.state import CmsState
+from ledger.backends.base import LedgerBackend
 from mpkix.endorsement import PrivateKey
 from mpkix.rpc.server import BuiltServer, ServiceSpec, build_server
 from mpkix.rpc.tls import TlsConfig, server_credentials
@@ -66,7 +66,8 @@ class CmsNodeConfig:
     public_address: str | None = None  # written into ppCerts' SIA; default: the bound address
     session_ttl_s: float = 120.0
     max_message_bytes: int = 64 * 1024
-    # Ledger node for user-requested revocation/suspension (Lifecycle service); None: off.
+    # Ledger (HOST:PORT or ledger file, ledger/backends/config.py) for user-requested
+    # revocation/suspension (Lifecycle service); None: off.
     ledger_target: str | None = None
 
 
@@ -85,7 +86,7 @@ class CmsNode:
         self.ca = IssuanceClient(cfg.ca_target, cfg.tls)
         self.server: BuiltServer | None = None
         self.service: EnrollmentService | None = None
-        self.ledger: Any = None
+        self.ledger: LedgerBackend | None = None
 
     async def start(self) -> BuiltServer:
         host = self.cfg.listen.rpartition(":")[0]
@@ -102,12 +103,12 @@ class CmsNode:
             ),
         )
         if self.cfg.ledger_target:
-            from ledger.backends.embedded import EmbeddedBackend
+            from ledger.backends.config import open_backend
             from ledger.validator_key import ensure_validator_key
 
             key, _ = ensure_validator_key(self.cfg.state_dir)
             self.ledger = await asyncio.to_thread(
-                EmbeddedBackend.connect, self.cfg.ledger_target, self.cfg.tls, private_key=key
+                open_backend, self.cfg.ledger_target, self.cfg.tls, private_key=key
             )
         lifecycle = LifecycleService(self.authenticator, self.state, self.ledger)
         self.server = await build_server(

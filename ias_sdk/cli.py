@@ -34,7 +34,10 @@ class UsageError(Exception):
 
 
 def _add_ledger_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ledger", metavar="HOST:PORT", help="ledger node to sync the mirror from")
+    p.add_argument(
+        "--ledger", metavar="HOST:PORT|FILE",
+        help="ledger node, or a ledger file (JSON-RPC networks), to sync the mirror from",
+    )
     p.add_argument("--tls-ca", type=Path, metavar="PEM", help="root of the ledger's TLS cert")
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="client certificate (mTLS)")
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="client key (mTLS)")
@@ -102,13 +105,24 @@ def freshness_dict(f: Freshness) -> dict[str, Any]:
 def _source(args: argparse.Namespace) -> Any:
     if not args.ledger:
         return None
+    from ledger.backends.config import LedgerConfig, LedgerConfigError, open_backend
     from ledger.backends.embedded import EmbeddedBackend
     from mpkix.rpc.tls import TlsConfig
 
+    try:
+        cfg = LedgerConfig.parse(args.ledger)
+    except LedgerConfigError as e:
+        raise UsageError(str(e)) from None
+    if cfg.backend == "jsonrpc":
+        if args.plaintext or args.tls_ca or args.tls_cert or args.tls_key:
+            raise UsageError(
+                "a JSON-RPC ledger file carries its own TLS settings; drop --tls-*/--plaintext"
+            )
+        return open_backend(cfg)
     if args.plaintext:
         if args.tls_ca or args.tls_cert or args.tls_key:
             raise UsageError("--plaintext excludes the --tls-* options")
-        return EmbeddedBackend.connect(args.ledger, None, timeout=args.timeout)
+        return EmbeddedBackend.connect(cfg.target, None, timeout=args.timeout)
     if args.tls_ca is None:
         raise UsageError("--ledger needs --tls-ca (and --tls-cert/--tls-key for mutual TLS)")
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -118,7 +132,7 @@ def _source(args: argparse.Namespace) -> Any:
     except OSError as e:
         raise UsageError(f"cannot read TLS material: {e}") from None
     return EmbeddedBackend.connect(
-        args.ledger, tls, server_name=args.server_name, timeout=args.timeout
+        cfg.target, tls, server_name=args.server_name, timeout=args.timeout
     )
 
 

@@ -55,6 +55,12 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    from ledger.backends.deploy_cli import run
+
+    return run(args)
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``ledger`` group to ``mpkix``."""
     from ledger.node.server import add_arguments
@@ -73,6 +79,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--chain-id", type=int, default=6063)
     p.add_argument("--threshold", type=int, default=0, help="approvals k (0: majority)")
     p.set_defaults(handler=_genesis)
+
+    p = g.add_parser(
+        "deploy", help="deploy the CertificateRegistry on a JSON-RPC network (Besu, anvil, …)"
+    )
+    from ledger.backends.deploy_cli import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(handler=_deploy)
 
     p = g.add_parser("status", help="chain id, head, registry address of a ledger node")
     p.add_argument("--ledger", required=True, help="host:port")

@@ -25,7 +25,7 @@ import grpc
 from google.protobuf.wrappers_pb2 import StringValue
 
 from ias_sdk import LedgerMirror, PpCertAuthInterceptor, current_subject
-from ledger.backends.embedded import EmbeddedBackend
+from ledger.backends.config import open_backend
 from mpkix.rpc.tls import TlsConfig
 
 SERVICE = "mpkix.examples.AgeGatedService"
@@ -63,8 +63,12 @@ async def start(
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    ledger_tls = TlsConfig.from_files(args.ledger_tls_ca, args.ledger_tls_cert, args.ledger_tls_key)
-    source = EmbeddedBackend.connect(args.ledger, ledger_tls)
+    ledger_tls = None
+    if args.ledger_tls_ca is not None:
+        ledger_tls = TlsConfig.from_files(
+            args.ledger_tls_ca, args.ledger_tls_cert, args.ledger_tls_key
+        )
+    source = open_backend(args.ledger, ledger_tls)
     mirror = LedgerMirror(args.mirror_db, source, max_staleness=args.max_staleness).start()
     credentials = grpc.ssl_server_credentials(
         [(args.tls_key.read_bytes(), args.tls_cert.read_bytes())],
@@ -89,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tls-cert", type=Path, required=True)
     p.add_argument("--tls-key", type=Path, required=True)
     p.add_argument("--client-ca", type=Path, required=True, help="MPKIX CA root certificates")
-    p.add_argument("--ledger", required=True, metavar="HOST:PORT")
-    p.add_argument("--ledger-tls-ca", type=Path, required=True)
+    p.add_argument("--ledger", required=True, metavar="HOST:PORT|FILE", help="ledger node or file")
+    p.add_argument("--ledger-tls-ca", type=Path, help="embedded node: root of its TLS cert")
     p.add_argument("--ledger-tls-cert", type=Path)
     p.add_argument("--ledger-tls-key", type=Path)
     p.add_argument("--mirror-db", type=Path, default=Path("ias-mirror.sqlite"))

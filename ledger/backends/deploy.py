@@ -18,12 +18,9 @@ It prints ``{"address": …, "block_number": …, "chain_id": …, "tx_hash": �
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from eth_account import Account
@@ -39,7 +36,6 @@ from ledger.node.genesis import (
     GenesisError,
     GenesisValidator,
     deployment_code,
-    load_genesis,
 )
 
 __all__ = [
@@ -277,93 +273,14 @@ def deploy_from_genesis(
     )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the deploy command (shared with ``mpkix ledger deploy``)."""
-    parser.add_argument("--url", required=True, help="the node's JSON-RPC URL (http[s]://…)")
-    parser.add_argument("--genesis", required=True, type=Path, help="genesis JSON (validators, …)")
-    parser.add_argument(
-        "--key-env",
-        required=True,
-        metavar="VAR",
-        help="environment variable holding the deployer's private key (hex)",
-    )
-    parser.add_argument("--poa", action="store_true", help="the chain is PoA/QBFT (long extraData)")
-    parser.add_argument(
-        "--gas-price", type=int, default=None, help="legacy gas price in wei (0 on free-gas chains)"
-    )
-    parser.add_argument(
-        "--ignore-chain-id",
-        action="store_true",
-        help="deploy even if the genesis chain_id differs from the node's",
-    )
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for mining")
-    parser.add_argument("--ca-bundle", default=None, help="CA bundle for an https RPC endpoint")
-    parser.add_argument("--client-cert", default=None, help="client certificate (PEM), mutual TLS")
-    parser.add_argument("--client-key", default=None, help="its private key (PEM)")
-    parser.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="NAME: VALUE",
-        help="extra HTTP header (e.g. 'Authorization: Bearer …'); repeatable",
-    )
-    parser.add_argument("--output", type=Path, default=None, help="also write the JSON here")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Execute a parsed deploy command; 0 deployed, 1 deployment failed, 2 bad configuration."""
-    prog = "mpkix ledger deploy"
-    key = os.environ.get(args.key_env)
-    if not key:
-        print(f"{prog}: environment variable {args.key_env} is not set", file=sys.stderr)
-        return 2
-    headers: dict[str, str] = {}
-    for h in args.header:
-        name, sep, value = h.partition(":")
-        if not sep or not name.strip():
-            print(f"{prog}: --header takes 'Name: value', got {h!r}", file=sys.stderr)
-            return 2
-        headers[name.strip()] = value.strip()
-    if args.client_key and not args.client_cert:
-        print(f"{prog}: --client-key needs --client-cert", file=sys.stderr)
-        return 2
-    cert: str | tuple[str, str] | None = args.client_cert
-    if args.client_cert and args.client_key:
-        cert = (args.client_cert, args.client_key)
-    try:
-        cfg = load_genesis(args.genesis)
-    except GenesisError as e:
-        print(f"{prog}: {e}", file=sys.stderr)
-        return 2
-    try:
-        result = deploy_from_genesis(
-            args.url,
-            key,
-            cfg,
-            check_chain_id=not args.ignore_chain_id,
-            poa=args.poa,
-            gas_price=args.gas_price,
-            timeout=args.timeout,
-            headers=headers or None,
-            verify=args.ca_bundle if args.ca_bundle else True,
-            cert=cert,
-        )
-    except DeployError as e:
-        print(f"{prog}: {e}", file=sys.stderr)
-        return 1
-    text = json.dumps(result.to_json(), indent=2)
-    if args.output is not None:
-        args.output.write_text(text + "\n", encoding="utf-8")
-    print(text)
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ledger.backends.deploy --url … --genesis … --key-env VAR``."""
     parser = argparse.ArgumentParser(
         prog="python -m ledger.backends.deploy",
         description="Deploy the CertificateRegistry to a JSON-RPC chain (Besu, GoQuorum, anvil).",
     )
+    from ledger.backends.deploy_cli import add_arguments, run
+
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
