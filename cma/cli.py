@@ -67,7 +67,11 @@ def _enroll(args: argparse.Namespace) -> int:
     from cma.enrollment import EnrollmentError, EnrollmentFlow
     from cma.keystore import Keystore, KeystoreError, generate_key
     from cma.usim import EmulatedUsim
-    from mpkix.attributes import canonical_values_from_mapping
+    from mpkix.attributes import (
+        ATTRIBUTE_IDS,
+        AttributeValueError,
+        canonical_values_from_mapping,
+    )
     from mpkix.rpc.tls import TlsConfig, secure_channel
 
     d = Path(args.dir)
@@ -75,8 +79,10 @@ def _enroll(args: argparse.Namespace) -> int:
     ks = Keystore(d)
     try:
         usim = EmulatedUsim.load(d / "usim.json")
-        attributes = canonical_values_from_mapping(ks.load_profile(), args.attribute or None)  # type: ignore[arg-type]
-    except (FileNotFoundError, KeystoreError) as e:
+        attributes = canonical_values_from_mapping(
+            ks.load_profile(), args.attribute or ATTRIBUTE_IDS
+        )
+    except (FileNotFoundError, KeystoreError, AttributeValueError) as e:
         print(f"mpkix cma enroll: {e}", file=sys.stderr)
         return 1
     roots = (
