@@ -39,12 +39,19 @@ def _genesis(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ledger.backends.embedded import EmbeddedBackend
+    from ledger.backends.config import LedgerConfigError, open_backend
     from mpkix.rpc.tls import TlsConfig
 
     tls = TlsConfig.from_dir(args.tls_dir, args.node_name) if args.tls_dir else None
-    with EmbeddedBackend.connect(args.ledger, tls) as backend:
+    try:
+        backend = open_backend(args.ledger, tls)
+    except LedgerConfigError as e:
+        print(f"mpkix ledger status: {e}", file=sys.stderr)
+        return 2
+    try:
         st = backend.status()
+    finally:
+        backend.close()
     print(json.dumps({
         "chain_id": st.chain_id,
         "registry": "0x" + st.registry_address.hex(),
@@ -89,7 +96,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=_deploy)
 
     p = g.add_parser("status", help="chain id, head, registry address of a ledger node")
-    p.add_argument("--ledger", required=True, help="host:port")
+    p.add_argument("--ledger", required=True, metavar="HOST:PORT|FILE", help="ledger node or file")
     p.add_argument("--tls-dir", help="cluster TLS directory (client certificate)")
     p.add_argument("--node-name", default="ca-1")
     p.set_defaults(handler=_status)
