@@ -165,6 +165,8 @@ class AnchorBatcher:
         self._by_serial: dict[str, _Pending] = {}  # queued or anchoring, not yet resolved
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Anchoring tasks in flight: the loop keeps only weak references to tasks (RUF006).
+        self._anchoring: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.anchored_batches = 0
 
@@ -180,15 +182,18 @@ class AnchorBatcher:
         for (local_id,) in self._reader.execute(
             "SELECT local_id FROM batches WHERE state = 'built' ORDER BY local_id"
         ).fetchall():
-            asyncio.create_task(self._anchor_until_done(int(local_id)))
+            self._spawn_anchoring(int(local_id))
         if self._pending:
             self._wake.set()
 
     async def close(self) -> None:
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [*self._anchoring, *([self._task] if self._task is not None else [])]
+        for t in tasks:
+            t.cancel()
+        # A batch whose mark was cut short stays 'built' and is re-anchored (idempotently) at start.
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._writer.close()
         self._reader.close()
 
@@ -254,7 +259,12 @@ class AnchorBatcher:
                 self._wake.set()
                 continue
             self._waiting[local_id] = batch
-            asyncio.create_task(self._anchor_until_done(local_id))
+            self._spawn_anchoring(local_id)
+
+    def _spawn_anchoring(self, local_id: int) -> None:
+        task = asyncio.create_task(self._anchor_until_done(local_id))
+        self._anchoring.add(task)
+        task.add_done_callback(self._anchoring.discard)
 
     async def _persist(self, batch: list[_Pending]) -> int:
         tree = MerkleTree([p.entry for p in batch])
