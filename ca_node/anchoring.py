@@ -58,6 +58,11 @@ class AnchorReceipt:
     anchored_at: dt.datetime
 
 
+class AnchorRefused(Exception):
+    """The registry refused the batch for a reason a retry will not fix soon (e.g. the CA's
+    trust anchor was removed by governance)."""
+
+
 class Anchorer(Protocol):
     """Writes one batch root to the ledger. Blocking; must be idempotent by root."""
 
@@ -150,6 +155,7 @@ class AnchorBatcher:
         window_s: float = 0.2,
         max_batch: int = 8192,
         retry_s: float = 0.5,
+        refused_retry_s: float = 60.0,
     ) -> None:
         boot = connect(db_path)
         boot.executescript(SCHEMA)
@@ -160,6 +166,9 @@ class AnchorBatcher:
         self._window = window_s
         self._max = max_batch
         self._retry = retry_s
+        self._refused_retry = refused_retry_s
+        # Batches the registry refuses (AnchorRefused), by local id: the reason, for callers.
+        self.refused: dict[int, str] = {}
         self._pending: list[_Pending] = []
         self._waiting: dict[int, list[_Pending]] = {}
         self._by_serial: dict[str, _Pending] = {}  # queued or anchoring, not yet resolved
@@ -219,6 +228,15 @@ class AnchorBatcher:
         return inclusion_of_serial(
             self._reader, serial, a.ca_cert_hash, a.chain_id, a.registry_address
         )
+
+    def refusal_for(self, serial: str) -> str | None:
+        """Why the registry refuses the batch holding ``serial`` (None: not refused)."""
+        if not self.refused:
+            return None
+        row = self._reader.execute(
+            "SELECT local_id FROM batch_leaves WHERE serial = ?", (serial,)
+        ).fetchone()
+        return None if row is None else self.refused.get(int(row[0]))
 
     def is_batched(self, serial: str) -> bool:
         return (
@@ -302,7 +320,23 @@ class AnchorBatcher:
         while not self._stopping:
             try:
                 receipt = await asyncio.to_thread(self._anchorer.anchor, root, size)
+                self.refused.pop(local_id, None)
                 break
+            except AnchorRefused as e:
+                # Not a transient fault (e.g. this CA's trust anchor was removed): answer the
+                # waiting callers now, keep the batch and its certificates, look again rarely.
+                if local_id not in self.refused:
+                    log.error(
+                        "the registry refuses batch %d: %s; its %d certificates are kept and "
+                        "the batch is retried every %.0fs", local_id, e, size, self._refused_retry,
+                    )
+                self.refused[local_id] = str(e)
+                for p in self._waiting.pop(local_id, []):
+                    self._by_serial.pop(p.serial, None)
+                    if not p.future.done():
+                        p.future.set_exception(AnchorRefused(str(e)))
+                await asyncio.sleep(self._refused_retry)
+                delay = self._retry
             except Exception as e:  # ledger down or rejecting: keep the batch, retry
                 log.warning("anchoring batch %d failed (%s); retrying in %.1fs", local_id, e, delay)
                 await asyncio.sleep(delay)

@@ -21,7 +21,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ca_node.anchoring import AnchorBatcher, leaf_entry
+from ca_node.anchoring import AnchorBatcher, AnchorRefused, leaf_entry
 from ca_node.authority import CertificateAuthority, IssuanceRefused
 from ca_node.store import IssuedRecord, IssuedStore
 from mpkix.endorsement import EndorsementError, OperatorKeyRegistry, key_id, verify_endorsement
@@ -75,6 +75,14 @@ class IssuanceService(issuance_pb2_grpc.IssuanceServicer):
             return bundle
         inclusion = self._batcher.inclusion_for(rec.serial)
         if inclusion is None:
+            refusal = self._batcher.refusal_for(rec.serial)
+            if refusal is not None:
+                raise ServiceError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"the ledger refuses this CA's batches ({refusal}); the certificate is kept: "
+                    "retry with the same request id once the registry trusts this CA again",
+                    reason="ANCHOR_REFUSED",
+                )
             if self._batcher.is_batched(rec.serial):
                 raise ServiceError(
                     grpc.StatusCode.UNAVAILABLE,
@@ -88,6 +96,13 @@ class IssuanceService(issuance_pb2_grpc.IssuanceServicer):
                 inclusion = await asyncio.wait_for(
                     asyncio.shield(fut), self._policy.anchor_timeout.total_seconds()
                 )
+            except AnchorRefused as e:
+                raise ServiceError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"the ledger refuses this CA's batches ({e}); the certificate is kept: retry "
+                    "with the same request id once the registry trusts this CA again",
+                    reason="ANCHOR_REFUSED",
+                ) from None
             except TimeoutError:
                 raise ServiceError(
                     grpc.StatusCode.UNAVAILABLE,

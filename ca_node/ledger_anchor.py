@@ -10,12 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from ca_node.anchoring import AnchorReceipt
+from ca_node.anchoring import AnchorReceipt, AnchorRefused
 from ledger.backends.base import LedgerBackend
 
-
-class AnchorRefused(Exception):
-    """The registry refused the batch for a reason a retry will not fix."""
+__all__ = ["AnchorRefused", "RegistryAnchorer"]
 
 
 class RegistryAnchorer:
@@ -41,6 +39,9 @@ class RegistryAnchorer:
         found = self._existing(root)
         if found is not None:
             return found
+        # A view first: a CA whose trust anchor was removed must not fill blocks with reverts.
+        if not self._backend.call("is_trust_anchor", self.ca_cert_hash):
+            raise AnchorRefused("CA certificate is not a trust anchor")
         out = self._backend.transact("anchor_batch", root, size, self.ca_cert_hash)
         if not out.success:
             if "already anchored" in out.revert_reason:

@@ -22,6 +22,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 from eth_account import Account
+from eth_utils.address import to_canonical_address
 
 from ca_node.anchoring import AnchorBatcher, leaf_entry
 from ca_node.keys import create_ca
@@ -246,10 +247,15 @@ def test_batch_root_of_a_ca_that_is_not_a_trust_anchor(
             REFUSED,
             "CA certificate is not a trust anchor",
         )
-        # The CA's batcher never marks such a batch anchored: it stays pending, unanswered.
+        # The CA's batcher never marks such a batch anchored: the waiting caller is answered with
+        # the refusal at once, the batch is kept, and no (reverting) transaction is sent.
         db = tmp_path / "rogue-issued.sqlite"
         entry = leaf_entry(b"a certificate of the rogue CA", bytes(32))
-        assert asyncio.run(_refused_batch_stays_pending(db, anchorer, "0abc", entry))
+        nonce_before = ca.client.nonce(to_canonical_address(ca.account))
+        assert asyncio.run(_refused_batch_is_answered_and_kept(db, anchorer, "0abc", entry)) == (
+            "CA certificate is not a trust anchor"
+        )
+        assert ca.client.nonce(to_canonical_address(ca.account)) == nonce_before
         with sqlite3.connect(db) as conn:
             [(pending_root, state)] = conn.execute("SELECT root, state FROM batches").fetchall()
         assert state == "built"
@@ -258,16 +264,19 @@ def test_batch_root_of_a_ca_that_is_not_a_trust_anchor(
         assert ca.call("batch_count") == count
 
 
-async def _refused_batch_stays_pending(
+async def _refused_batch_is_answered_and_kept(
     db: Path, anchorer: RegistryAnchorer, serial: str, entry: bytes
-) -> bool:
-    batcher = AnchorBatcher(str(db), anchorer, window_s=0.01, retry_s=0.05)
+) -> str | None:
+    batcher = AnchorBatcher(str(db), anchorer, window_s=0.01, retry_s=0.05, refused_retry_s=30)
     await batcher.start()
     fut = batcher.submit(serial, entry)
-    done, _ = await asyncio.wait({fut}, timeout=1.5)
-    pending = not done and batcher.is_batched(serial) and batcher.inclusion_for(serial) is None
-    await asyncio.wait_for(batcher.close(), 10)  # close ends the retrying task
-    return pending
+    with pytest.raises(AnchorRefused) as refused:
+        await asyncio.wait_for(fut, 5)
+    assert str(refused.value) == "CA certificate is not a trust anchor"
+    assert batcher.is_batched(serial) and batcher.inclusion_for(serial) is None
+    reason = batcher.refusal_for(serial)
+    await asyncio.wait_for(batcher.close(), 10)  # close ends the slow retry
+    return reason
 
 
 def test_writes_by_a_non_validator_are_permission_denied(cluster: LocalCluster) -> None:
