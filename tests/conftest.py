@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,17 +33,33 @@ def hss_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_hss(tmp_path_factory.mktemp("hss") / "hss.sqlite")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, hss_template: Path) -> Iterator[LocalCluster]:
-    work = tmp_path_factory.mktemp("cluster")
+@contextmanager
+def running_cluster(work: Path, hss_template: Path, **options: Any) -> Iterator[LocalCluster]:
+    """A started one-operator cluster under ``work`` with its own copy of the HSS."""
     hss = work / "hss.sqlite"
     hss.write_bytes(hss_template.read_bytes())
-    c = LocalCluster(work, [OperatorSpec(OPERATOR, hss)])
+    c = LocalCluster(work, [OperatorSpec(OPERATOR, hss)], **options)
     c.start()
     try:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, hss_template: Path) -> Iterator[LocalCluster]:
+    with running_cluster(tmp_path_factory.mktemp("cluster"), hss_template) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def ledger_cluster(
+    tmp_path_factory: pytest.TempPathFactory, hss_template: Path
+) -> Iterator[LocalCluster]:
+    """A cluster with an embedded ledger node; the CA anchors in 50 ms windows."""
+    work = tmp_path_factory.mktemp("ledger-cluster")
+    with running_cluster(work, hss_template, with_ledger=True, anchor_window_s=0.05) as c:
+        yield c
 
 
 def subscribers(hss: Path, n: int, offset: int = 0) -> list[Subscriber]:

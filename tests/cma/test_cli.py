@@ -7,33 +7,17 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from deploy.local import LocalCluster, OperatorSpec
+from deploy.local import LocalCluster
 from tests.conftest import OPERATOR, subscribers
 
 REPO = Path(__file__).resolve().parents[2]
 PIN = "cli-pin-2468"
-
-
-@pytest.fixture(scope="module")
-def ledger_cluster(
-    tmp_path_factory: pytest.TempPathFactory, hss_template: Path
-) -> Iterator[LocalCluster]:
-    work = tmp_path_factory.mktemp("cma-cli-cluster")
-    hss = work / "hss.sqlite"
-    hss.write_bytes(hss_template.read_bytes())
-    c = LocalCluster(work, [OperatorSpec(OPERATOR, hss)], with_ledger=True, anchor_window_s=0.05)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def cma(*args: str, pin: str | None = PIN) -> subprocess.CompletedProcess[str]:

@@ -4,9 +4,7 @@ inclusion proof that verifies against the root the ledger recorded (ARCHITECTURE
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,7 +14,7 @@ from cma.client import enroll
 from cma.enrollment import EnrollmentFlow
 from cma.keystore import generate_key
 from cma.usim import EmulatedUsim
-from deploy.local import LocalCluster, OperatorSpec
+from deploy.local import LocalCluster
 from ledger.backends.embedded import EmbeddedBackend
 from mpkix.aka.sqn import UsimSqnState
 from mpkix.attributes import canonical_values
@@ -24,21 +22,6 @@ from mpkix.endorsement import key_id
 from mpkix.merkle import verify_inclusion
 from mpkix.rpc.tls import secure_channel
 from tests.conftest import OPERATOR, subscribers
-
-
-@pytest.fixture(scope="module")
-def ledger_cluster(
-    tmp_path_factory: pytest.TempPathFactory, hss_template: Path
-) -> Iterator[LocalCluster]:
-    work = tmp_path_factory.mktemp("ledger-cluster")
-    hss = work / "hss.sqlite"
-    hss.write_bytes(hss_template.read_bytes())
-    c = LocalCluster(work, [OperatorSpec(OPERATOR, hss)], with_ledger=True, anchor_window_s=0.05)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def _enroll(c: LocalCluster, index: int) -> tuple[EnrollmentFlow, object]:

@@ -4,8 +4,6 @@ against real CMS, CA and ledger nodes; every refusal leaves the ledger as it was
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,7 +14,7 @@ from cma.enrollment import EnrollmentFlow
 from cma.keystore import generate_key
 from cma.lifecycle import authenticate, change_status
 from cma.usim import EmulatedUsim
-from deploy.local import LocalCluster, OperatorSpec
+from deploy.local import LocalCluster
 from ledger.backends.embedded import EmbeddedBackend
 from ledger.status import STATE_NAMES, current_status
 from mpkix.aka.sqn import UsimSqnState
@@ -27,21 +25,6 @@ from mpkix.v1 import lifecycle_pb2_grpc as lc_grpc
 from tests.conftest import OPERATOR, subscribers
 
 LC = lifecycle_pb2
-
-
-@pytest.fixture(scope="module")
-def lc_cluster(
-    tmp_path_factory: pytest.TempPathFactory, hss_template: Path
-) -> Iterator[LocalCluster]:
-    work = tmp_path_factory.mktemp("lifecycle-cluster")
-    hss = work / "hss.sqlite"
-    hss.write_bytes(hss_template.read_bytes())
-    c = LocalCluster(work, [OperatorSpec(OPERATOR, hss)], with_ledger=True, anchor_window_s=0.05)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def _channel(c: LocalCluster) -> grpc.Channel:
@@ -76,10 +59,10 @@ def _refused(ch: grpc.Channel, req: lifecycle_pb2.ChangeStatusRequest) -> tuple[
     return err.value.code(), err.value.details() or ""  # type: ignore[attr-defined]
 
 
-def test_bad_requests_are_refused_and_change_nothing(lc_cluster: LocalCluster) -> None:
-    usim, attrs = _usim(lc_cluster, 60)
-    subject, bundle = _enroll(lc_cluster, usim, attrs)
-    with _channel(lc_cluster) as ch:
+def test_bad_requests_are_refused_and_change_nothing(ledger_cluster: LocalCluster) -> None:
+    usim, attrs = _usim(ledger_cluster, 60)
+    subject, bundle = _enroll(ledger_cluster, usim, attrs)
+    with _channel(ledger_cluster) as ch:
         session = authenticate(ch, usim)
         cases = [
             (LC.ChangeStatusRequest(subject_id=subject, action=LC.REVOKE),
@@ -109,14 +92,14 @@ def test_bad_requests_are_refused_and_change_nothing(lc_cluster: LocalCluster) -
             got_code, details = _refused(ch, req)
             assert got_code == code, (req, details)
             assert text in details, details
-    assert _state(lc_cluster, bundle) == ("active", 0)
+    assert _state(ledger_cluster, bundle) == ("active", 0)
 
 
-def test_half_finished_authentication_is_not_enough(lc_cluster: LocalCluster) -> None:
-    usim, attrs = _usim(lc_cluster, 61)
-    subject, bundle = _enroll(lc_cluster, usim, attrs)
+def test_half_finished_authentication_is_not_enough(ledger_cluster: LocalCluster) -> None:
+    usim, attrs = _usim(ledger_cluster, 61)
+    subject, bundle = _enroll(ledger_cluster, usim, attrs)
     flow = EnrollmentFlow(usim=usim, attributes={}, key=generate_key())
-    with _channel(lc_cluster) as ch:
+    with _channel(ledger_cluster) as ch:
         start = enrollment_pb2_grpc.EnrollmentStub(ch).StartAuthentication(
             enrollment_pb2.StartAuthenticationRequest(eap_packet=flow.identity_packet()),
             timeout=10,
@@ -127,16 +110,16 @@ def test_half_finished_authentication_is_not_enough(lc_cluster: LocalCluster) ->
                                    action=LC.REVOKE),
         )
     assert code == grpc.StatusCode.UNAUTHENTICATED
-    assert _state(lc_cluster, bundle) == ("active", 0)
+    assert _state(ledger_cluster, bundle) == ("active", 0)
 
 
 def test_suspend_list_resume_then_revoke_every_certificate_of_the_sim(
-    lc_cluster: LocalCluster,
+    ledger_cluster: LocalCluster,
 ) -> None:
-    usim, attrs = _usim(lc_cluster, 62)
-    first, b1 = _enroll(lc_cluster, usim, attrs)
-    second, b2 = _enroll(lc_cluster, usim, attrs)
-    with _channel(lc_cluster) as ch:
+    usim, attrs = _usim(ledger_cluster, 62)
+    first, b1 = _enroll(ledger_cluster, usim, attrs)
+    second, b2 = _enroll(ledger_cluster, usim, attrs)
+    with _channel(ledger_cluster) as ch:
         out = change_status(ch, usim, LC.SUSPEND, subject_id=first)
         assert [(c.subject_id, c.state, c.reason) for c in out.certificates] == [
             (first, "suspended", 6)
@@ -157,8 +140,8 @@ def test_suspend_list_resume_then_revoke_every_certificate_of_the_sim(
         assert sorted((c.subject_id, c.state, c.reason) for c in out.certificates) == sorted(
             [(first, "revoked", 1), (second, "revoked", 1)]
         )
-    assert _state(lc_cluster, b1) == ("revoked", 1)
-    assert _state(lc_cluster, b2) == ("revoked", 1)
+    assert _state(ledger_cluster, b1) == ("revoked", 1)
+    assert _state(ledger_cluster, b2) == ("revoked", 1)
 
 
 def test_cms_without_a_ledger_says_so(cluster: LocalCluster) -> None:
