@@ -137,6 +137,15 @@ def inclusion_of_serial(
     )[0]
 
 
+@dataclass(frozen=True)
+class BatcherStats:
+    anchored_since_start: int
+    queued: int
+    unanchored: int
+    refused: int
+    oldest_unanchored_s: float
+
+
 @dataclass
 class _Pending:
     serial: str
@@ -227,6 +236,19 @@ class AnchorBatcher:
         a = self._anchorer
         return inclusion_of_serial(
             self._reader, serial, a.ca_cert_hash, a.chain_id, a.registry_address
+        )
+
+    def stats(self) -> BatcherStats:
+        """Counters for metrics and operators (one indexed query)."""
+        n, oldest = self._reader.execute(
+            "SELECT count(*), min(created_at) FROM batches WHERE state = 'built'"
+        ).fetchone()
+        return BatcherStats(
+            anchored_since_start=self.anchored_batches,
+            queued=len(self._pending),
+            unanchored=int(n),
+            refused=len(self.refused),
+            oldest_unanchored_s=max(0.0, time.time() - float(oldest)) if oldest else 0.0,
         )
 
     def refusal_for(self, serial: str) -> str | None:

@@ -78,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
                 ledger_target=args.ledger,
                 anchor_window_s=args.anchor_window_ms / 1000,
                 admin_clients=frozenset(args.admin_client or DEFAULT_ADMINS),
+                metrics_listen=args.metrics_listen,
             )
         )
         return await node.start()
@@ -166,6 +167,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--admin-client", action="append", metavar="NAME",
         help="client certificate CN allowed to call CaAdmin (repeatable; default ca-admin)",
     )
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="Prometheus /metrics")
     p.set_defaults(handler=_serve)
 
     p = g.add_parser(

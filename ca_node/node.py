@@ -17,6 +17,7 @@ from ca_node.issuance_service import IssuancePolicy, IssuanceService
 from ca_node.ledger_anchor import RegistryAnchorer
 from ca_node.revocation import CaRevoker
 from ca_node.store import IssuedStore
+from mpkix._internal.metrics import MetricsServer, serve_metrics
 from mpkix.endorsement import OperatorKeyRegistry, StaticOperatorKeys
 from mpkix.rpc.server import BuiltServer, ServiceSpec, build_server
 from mpkix.rpc.tls import TlsConfig, server_credentials
@@ -52,6 +53,8 @@ class CaNodeConfig:
     anchor_timeout_s: float = 20.0
     # Common names of the mutual-TLS client certificates allowed to call CaAdmin.
     admin_clients: frozenset[str] = DEFAULT_ADMINS
+    # host:port for Prometheus /metrics (ca_node/metrics.py); None: off.
+    metrics_listen: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -70,6 +73,7 @@ class CaNode:
         self.batcher: AnchorBatcher | None = None
         self.backend: LedgerBackend | None = None
         self.service: IssuanceService | None = None
+        self.metrics: MetricsServer | None = None
 
     async def _start_anchoring(self) -> AnchorBatcher:
         from ledger.backends.config import open_backend
@@ -124,6 +128,10 @@ class CaNode:
             server_credentials(self.cfg.tls, require_client_auth=True),
             max_message_bytes=self.cfg.max_message_bytes,
         )
+        if self.cfg.metrics_listen:
+            from ca_node.metrics import CaCollector
+
+            self.metrics = serve_metrics(CaCollector(self), self.cfg.metrics_listen)
         return self.server
 
     def _revoker(self) -> CaRevoker | None:
@@ -137,6 +145,9 @@ class CaNode:
         )
 
     async def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         if self.batcher is not None:
             await self.batcher.close()
         if self.backend is not None:

@@ -94,6 +94,12 @@ class EapAkaPrimeAuthenticator:
         for sid in dead:
             del self._sessions[sid]
 
+    def live_sessions(self) -> int:
+        """Unexpired sessions (for metrics)."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for s in self._sessions.values() if s.expires_at > now)
+
     def _put(self, s: Session) -> None:
         with self._lock:
             if len(self._sessions) >= self._max:

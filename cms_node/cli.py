@@ -50,6 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
                 listen=args.listen,
                 public_address=args.public_address,
                 ledger_target=args.ledger,
+                metrics_listen=args.metrics_listen,
             )
         )
         return await node.start()
@@ -94,4 +95,5 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--ledger", metavar="HOST:PORT|FILE",
         help="ledger node or ledger file (user revocation/suspension)",
     )
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="Prometheus /metrics")
     p.set_defaults(handler=_serve)

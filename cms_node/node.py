@@ -17,6 +17,7 @@ from cms_node.hss.sqlite_store import SqliteSubscriberStore
 from cms_node.lifecycle_service import LifecycleService
 from cms_node.state import CmsState
 from ledger.backends.base import LedgerBackend
+from mpkix._internal.metrics import MetricsServer, serve_metrics
 from mpkix.endorsement import PrivateKey
 from mpkix.rpc.server import BuiltServer, ServiceSpec, build_server
 from mpkix.rpc.tls import TlsConfig, server_credentials
@@ -69,6 +70,8 @@ class CmsNodeConfig:
     # Ledger (HOST:PORT or ledger file, ledger/backends/config.py) for user-requested
     # revocation/suspension (Lifecycle service); None: off.
     ledger_target: str | None = None
+    # host:port for Prometheus /metrics (cms_node/metrics.py); None: off.
+    metrics_listen: str | None = None
 
 
 class CmsNode:
@@ -87,6 +90,7 @@ class CmsNode:
         self.server: BuiltServer | None = None
         self.service: EnrollmentService | None = None
         self.ledger: LedgerBackend | None = None
+        self.metrics: MetricsServer | None = None
 
     async def start(self) -> BuiltServer:
         host = self.cfg.listen.rpartition(":")[0]
@@ -134,9 +138,16 @@ class CmsNode:
                 endorsement_key=self.service._op.endorsement_key,
                 cms_address=f"{host}:{self.server.port}",
             )
+        if self.cfg.metrics_listen:
+            from cms_node.metrics import CmsCollector
+
+            self.metrics = serve_metrics(CmsCollector(self), self.cfg.metrics_listen)
         return self.server
 
     async def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         if self.ledger is not None:
             self.ledger.close()
         await self.ca.close()

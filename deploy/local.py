@@ -56,6 +56,8 @@ class LocalCluster:
     # A ledger node run elsewhere (e.g. its own process, ``python -m ledger``) at host:port:
     # the genesis is still written under ``workdir`` but no in-process node is started.
     external_ledger_target: str | None = None
+    # Serve Prometheus /metrics from the CA and CMS nodes on free ports (node.metrics.port).
+    metrics: bool = False
 
     @property
     def tls_dir(self) -> Path:
@@ -157,6 +159,7 @@ class LocalCluster:
                     validity_days=self.validity_days,
                     ledger_target=self.ledger_target if self.uses_ledger else None,
                     anchor_window_s=self.anchor_window_s,
+                    metrics_listen="127.0.0.1:0" if self.metrics else None,
                 )
             )
             return await self.ca.start()
@@ -183,6 +186,7 @@ class LocalCluster:
                     ca_target=f"127.0.0.1:{self.ca_port}",
                     operator_id=op.operator_id,
                     network_name=op.network_name,
+                    metrics_listen="127.0.0.1:0" if self.metrics else None,
                     ledger_target=self.ledger_target if self.uses_ledger else None,
                 )
             )

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ledger.node.node import LedgerNode
+from mpkix._internal.metrics import MetricsServer
+from mpkix._internal.metrics import serve_metrics as serve
 
 
 class LedgerCollector(Collector):
@@ -49,10 +50,6 @@ class LedgerCollector(Collector):
         )
 
 
-def serve_metrics(node: LedgerNode, listen: str) -> CollectorRegistry:
-    """Expose ``/metrics`` on ``host:port`` (a daemon thread); returns the registry."""
-    host, _, port = listen.rpartition(":")
-    registry = CollectorRegistry()
-    registry.register(LedgerCollector(node))
-    start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
-    return registry
+def serve_metrics(node: LedgerNode, listen: str) -> MetricsServer:
+    """Expose ``/metrics`` on ``host:port`` (a daemon thread)."""
+    return serve(LedgerCollector(node), listen)
