@@ -87,9 +87,10 @@ def test_rate_handles_zero_interval() -> None:
 # --------------------------------------------------------------------------- CPU accounting
 
 
-def _spin(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+def _spin(cpu_seconds: float, wall_limit: float = 20.0) -> None:
+    """Burn ``cpu_seconds`` of this process's CPU (not wall time: the machine may be busy)."""
+    start, deadline = time.process_time(), time.perf_counter() + wall_limit
+    while time.process_time() - start < cpu_seconds and time.perf_counter() < deadline:
         pass
 
 
