@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -200,7 +201,7 @@ def _fail(reason: Reason, message: str) -> VerificationError:
 
 def _timestamp(now: dt.datetime | float | None) -> float:
     if now is None:
-        return dt.datetime.now(dt.UTC).timestamp()
+        return time.time()
     if isinstance(now, dt.datetime):
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
@@ -317,7 +318,7 @@ class Verifier:
         key = (cert_hash, issuer.ca_hash)
         info = self._leaves.get(key)
         if info is None:
-            info = analyze_leaf(cert_der, issuer)
+            info = analyze_leaf(cert_der, issuer, cert_hash)
             if len(self._leaves) >= self.cache_entries:
                 self._leaves.clear()
             self._leaves[key] = info
@@ -545,7 +546,7 @@ class Verifier:
             serial=view.serial_number,
             not_before=view.not_before,
             not_after=view.not_after,
-            sealed_attribute_ids=tuple(sorted(view.sealed)),
+            sealed_attribute_ids=view.sealed_attribute_ids,
             ca_cert_hash=ca_hash,
             batch_id=batch_id,
             cert_hash=leaf.cert_hash,

@@ -10,37 +10,72 @@
 
 Both return records carrying either the parsed result or the failure (reason, message), so a
 bad input is rejected as cheaply the second time as a good one is accepted.
+
+First sight of a certificate is the expensive case (decision 0810): the signature is checked over
+the ``tbsCertificate`` bytes sliced from the DER (what the CA signed; no re-encoding), the issuer
+name is compared as DER with the CA's subject before falling back to the decoded names, and the
+cached record holds plain values rather than the decoded extension objects (fewer objects for
+the garbage collector to walk on every later verification).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from mpkix.profile.ppcert import PpCertError, PpCertView, parse_ppcert
+from mpkix.profile.extensions import TAG_SEQUENCE, DerError, read_header
+from mpkix.profile.ppcert import parse_ppcert
 
 Problem = tuple[str, str]  # (reason code, message)
 
-_ECDSA = frozenset(
-    {
-        SignatureAlgorithmOID.ECDSA_WITH_SHA256,
-        SignatureAlgorithmOID.ECDSA_WITH_SHA384,
-        SignatureAlgorithmOID.ECDSA_WITH_SHA512,
-    }
-)
-_RSA_PKCS1 = frozenset(
-    {
-        SignatureAlgorithmOID.RSA_WITH_SHA256,
-        SignatureAlgorithmOID.RSA_WITH_SHA384,
-        SignatureAlgorithmOID.RSA_WITH_SHA512,
-    }
-)
+# Signature algorithms a CA key may use, with their (immutable, shared) parameters.
+_ECDSA: Final[Mapping[x509.ObjectIdentifier, ec.ECDSA]] = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: ec.ECDSA(hashes.SHA256()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
+}
+_RSA_PKCS1: Final[Mapping[x509.ObjectIdentifier, hashes.HashAlgorithm]] = {
+    SignatureAlgorithmOID.RSA_WITH_SHA256: hashes.SHA256(),
+    SignatureAlgorithmOID.RSA_WITH_SHA384: hashes.SHA384(),
+    SignatureAlgorithmOID.RSA_WITH_SHA512: hashes.SHA512(),
+}
+_PKCS1: Final = padding.PKCS1v15()
+_TAG_VERSION: Final = 0xA0  # [0] EXPLICIT Version
+
+
+def tbs_parts(der: bytes) -> tuple[bytes, bytes, bytes]:
+    """``(tbsCertificate, issuer, subject)`` as DER slices of certificate ``der`` (RFC 5280
+    §4.1); raises ``DerError`` if ``der`` does not have that shape."""
+    tag, pos, end = read_header(der)
+    if tag != TAG_SEQUENCE or end != len(der):
+        raise DerError("a certificate is one SEQUENCE")
+    tbs_start = pos
+    tag, pos, tbs_end = read_header(der, pos)
+    if tag != TAG_SEQUENCE:
+        raise DerError("tbsCertificate is a SEQUENCE")
+    tag, _, pos = read_header(der, pos)  # version, or serialNumber when v1
+    if tag == _TAG_VERSION:
+        _, _, pos = read_header(der, pos)  # serialNumber
+    _, _, pos = read_header(der, pos)  # signature
+    issuer_start = pos
+    _, _, pos = read_header(der, pos)  # issuer
+    issuer_end = pos
+    _, _, pos = read_header(der, pos)  # validity
+    subject_start = pos
+    _, _, pos = read_header(der, pos)  # subject
+    if pos > tbs_end:
+        raise DerError("tbsCertificate fields run past its end")
+    return der[tbs_start:tbs_end], der[issuer_start:issuer_end], der[subject_start:pos]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +91,21 @@ class IssuerInfo:
     public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | None = None
     subject: x509.Name | None = None
     chain: tuple[bytes, ...] = ()  # the chain analysed, shared by everything that refers to it
+    subject_der: bytes | None = None  # the issuing CA's subject Name as DER
+
+
+@dataclass(frozen=True, slots=True)
+class LeafView:
+    """The ppCert fields a verification reports (from ``parse_ppcert``), as plain values."""
+
+    subject_id: str
+    cms_address: str
+    operator_id: str
+    signature_profile: str
+    serial_number: int
+    not_before: dt.datetime
+    not_after: dt.datetime
+    sealed_attribute_ids: tuple[str, ...]
 
 
 @dataclass(slots=True)
@@ -64,7 +114,7 @@ class LeafInfo:
 
     cert_hash: bytes
     certificate: x509.Certificate | None
-    view: PpCertView | None
+    view: LeafView | None
     not_before: float
     not_after: float
     problem: Problem | None = None
@@ -147,24 +197,40 @@ def analyze_issuer(chain_der: tuple[bytes, ...]) -> IssuerInfo:
         not_after = issuing.not_valid_after_utc.timestamp()
     except ValueError as e:  # pragma: no cover - cryptography parsed these at load time
         return IssuerInfo(ca_hash, None, 0.0, 0.0, ("MALFORMED", str(e)))
+    try:
+        subject_der: bytes | None = tbs_parts(chain_der[0])[2]
+    except DerError:  # pragma: no cover - cryptography parsed it; names are then compared decoded
+        subject_der = None
     return IssuerInfo(
-        ca_hash, issuing, not_before, not_after, problem, public_key, issuing.subject, chain_der
+        ca_hash,
+        issuing,
+        not_before,
+        not_after,
+        problem,
+        public_key,
+        issuing.subject,
+        chain_der,
+        subject_der,
     )
 
 
-def _signed_by(cert: x509.Certificate, issuer: IssuerInfo) -> Problem | None:
+def _signed_by(cert: x509.Certificate, cert_der: bytes, issuer: IssuerInfo) -> Problem | None:
     """RFC 5280 §6.1.3 (a)(1), (a)(4): issuer name and signature, with the cached CA key."""
     assert issuer.certificate is not None and issuer.public_key is not None
-    if cert.issuer != issuer.subject:
+    try:
+        tbs, issuer_der, _ = tbs_parts(cert_der)
+    except DerError:  # pragma: no cover - cryptography parsed it; use its re-encoding
+        tbs, issuer_der = cert.tbs_certificate_bytes, b""
+    # Equal DER means equal names; otherwise the decoded names decide (as before 0810).
+    if issuer_der != issuer.subject_der and cert.issuer != issuer.subject:
         return "BAD_CHAIN", f"{_name(cert)} names another issuer than {_name(issuer.certificate)}"
     oid = cert.signature_algorithm_oid
-    digest = cert.signature_hash_algorithm
     key = issuer.public_key
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey) and oid in _ECDSA and digest is not None:
-            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
-        elif isinstance(key, rsa.RSAPublicKey) and oid in _RSA_PKCS1 and digest is not None:
-            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), digest)
+        if isinstance(key, ec.EllipticCurvePublicKey) and oid in _ECDSA:
+            key.verify(cert.signature, tbs, _ECDSA[oid])
+        elif isinstance(key, rsa.RSAPublicKey) and oid in _RSA_PKCS1:
+            key.verify(cert.signature, tbs, _PKCS1, _RSA_PKCS1[oid])
         else:
             return (
                 "BAD_SIGNATURE",
@@ -175,9 +241,13 @@ def _signed_by(cert: x509.Certificate, issuer: IssuerInfo) -> Problem | None:
     return None
 
 
-def analyze_leaf(cert_der: bytes, issuer: IssuerInfo) -> LeafInfo:
-    """Decode ``cert_der``, check ``issuer``'s signature on it and read its ppCert fields."""
-    cert_hash = hashlib.sha256(cert_der).digest()
+def analyze_leaf(cert_der: bytes, issuer: IssuerInfo, cert_hash: bytes | None = None) -> LeafInfo:
+    """Decode ``cert_der``, check ``issuer``'s signature on it and read its ppCert fields.
+
+    ``cert_hash`` is ``SHA-256(cert_der)`` when the caller has it already.
+    """
+    if cert_hash is None:
+        cert_hash = hashlib.sha256(cert_der).digest()
     try:
         cert = x509.load_der_x509_certificate(cert_der)
         not_before = cert.not_valid_before_utc.timestamp()
@@ -186,13 +256,27 @@ def analyze_leaf(cert_der: bytes, issuer: IssuerInfo) -> LeafInfo:
         return LeafInfo(
             cert_hash, None, None, 0.0, 0.0, ("MALFORMED", f"undecodable certificate: {e}")
         )
-    problem = _signed_by(cert, issuer)
+    problem = _signed_by(cert, cert_der, issuer)
     if problem is not None:
         return LeafInfo(cert_hash, cert, None, not_before, not_after, problem)
+    # Read the ppCert fields from a second, throwaway decoding: the cached certificate then does
+    # not keep cryptography's decoded extension objects alive (decision 0810).
     try:
-        view = parse_ppcert(cert)
-    except PpCertError as e:
+        full = parse_ppcert(x509.load_der_x509_certificate(cert_der))
+    except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as e:
+        # PpCertError, and what cryptography raises outside it: a subject key that does not
+        # decode (ValueError) or is on an unknown curve, a duplicated extension.
         return LeafInfo(
             cert_hash, cert, None, not_before, not_after, ("MALFORMED", f"not a ppCert: {e}")
         )
+    view = LeafView(
+        full.subject_id,
+        full.cms_address,
+        full.operator_id,
+        full.signature_profile,
+        full.serial_number,
+        full.not_before,
+        full.not_after,
+        tuple(sorted(full.sealed)),
+    )
     return LeafInfo(cert_hash, cert, view, not_before, not_after)

@@ -32,7 +32,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, SignatureAlgorithmOID
 
 from mpkix.profile.extensions import (
     TAG_SEQUENCE,
@@ -53,6 +53,7 @@ from mpkix.profile.ppcsr import (
 )
 from mpkix.profile.signature_profiles import (
     DEFAULT_PROFILE_URI,
+    PROFILES,
     SignatureProfileError,
     get_profile,
     profile_for_policy,
@@ -316,14 +317,12 @@ class PpCertView:
         object.__setattr__(self, "sealed", MappingProxyType(dict(self.sealed)))
 
 
-def _cms_uri(extensions: x509.Extensions) -> str:
-    try:
-        sia = extensions.get_extension_for_class(x509.SubjectInformationAccess).value
-    except x509.ExtensionNotFound:
-        raise PpCertError("no Subject Information Access extension") from None
+def _cms_uri(sia: x509.Extension[x509.ExtensionType] | None) -> str:
+    if sia is None or not isinstance(sia.value, x509.SubjectInformationAccess):
+        raise PpCertError("no Subject Information Access extension")
     uris = [
         d.access_location.value
-        for d in sia
+        for d in sia.value
         if d.access_method == ID_MPKIX_AD_CMS_GRPC
         and isinstance(d.access_location, x509.UniformResourceIdentifier)
     ]
@@ -340,27 +339,29 @@ def parse_ppcert(cert: x509.Certificate) -> PpCertView:
     """
     try:
         subject_id = subject_id_from_name(cert.subject)
-        extensions = cert.extensions
-        ext = extensions.get_extension_for_oid(ID_MPKIX_CE_PPCERT_INFO).value
+        # One pass over the decoded extensions (cryptography rejects duplicates when decoding).
+        by_oid = {e.oid: e for e in cert.extensions}
     except PpCsrError as exc:
         raise PpCertError(str(exc)) from None
-    except x509.ExtensionNotFound:
-        raise PpCertError("no MPKIX ppCertInfo extension") from None
     except ValueError as exc:
         raise PpCertError(f"malformed extensions: {exc}") from None
+    found = by_oid.get(ID_MPKIX_CE_PPCERT_INFO)
+    if found is None:
+        raise PpCertError("no MPKIX ppCertInfo extension")
+    ext = found.value
     if not isinstance(ext, x509.UnrecognizedExtension):
         raise PpCertError("MPKIX ppCertInfo extension has an unexpected type")
     try:
         info = decode_ppcert_info(ext.value)
     except DerError as exc:
         raise PpCertError(f"MPKIX ppCertInfo: {exc}") from None
-    try:
-        policies = extensions.get_extension_for_class(x509.CertificatePolicies).value
-    except x509.ExtensionNotFound:
-        raise PpCertError("no certificatePolicies extension") from None
-    policy_oids = tuple(p.policy_identifier for p in policies)
+    policies = by_oid.get(ExtensionOID.CERTIFICATE_POLICIES)
+    if policies is None or not isinstance(policies.value, x509.CertificatePolicies):
+        raise PpCertError("no certificatePolicies extension")
+    policy_oids = tuple(p.policy_identifier for p in policies.value)
     profile = profile_for_policy(next((o for o in policy_oids if o != ID_MPKIX_CP), ID_MPKIX_CP))
-    if profile is None or profile.uri_text != info.signature_profile:
+    # PROFILES is keyed by each registered profile's canonical URI text.
+    if profile is None or PROFILES.get(info.signature_profile) is not profile:
         raise PpCertError("profile policy OID does not match the mss: URI")
     public_key = cert.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
@@ -373,7 +374,7 @@ def parse_ppcert(cert: x509.Certificate) -> PpCertView:
         not_after=cert.not_valid_after_utc,
         signature_profile=info.signature_profile,
         operator_id=info.operator_id,
-        cms_address=_cms_uri(extensions),
+        cms_address=_cms_uri(by_oid.get(ExtensionOID.SUBJECT_INFORMATION_ACCESS)),
         public_key=public_key,
         policy_oids=policy_oids,
         sealed=info.sealed,
