@@ -70,7 +70,7 @@ def _deploy(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``ledger`` group to ``mpkix``."""
-    from ledger.node.server import add_arguments
+    from ledger.node.server_args import add_arguments
 
     led = sub.add_parser("ledger", help="permissioned EVM ledger (CertificateRegistry)")
     g = led.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from ledger.node.abi import ContractAbi
-from ledger.node.service import receipt_from_error
+from ledger.node.receipts import receipt_from_error
 from ledger.node.signer import LocalSigner, SignedTx
 from mpkix.rpc.errors import error_reason
 from mpkix.rpc.tls import TlsConfig, secure_channel

@@ -79,18 +79,6 @@ class RevertedError(ServiceError):
         return rpc_status.to_status(st)
 
 
-def receipt_from_error(err: grpc.RpcError) -> ledger_pb2.LedgerReceipt | None:
-    """The LedgerReceipt carried by a failed SubmitTransaction, if any (client helper)."""
-    st = rpc_status.from_call(err)  # type: ignore[arg-type]
-    if st is None:
-        return None
-    for d in st.details:
-        receipt = ledger_pb2.LedgerReceipt()
-        if d.Unpack(receipt):
-            return receipt
-    return None
-
-
 def _ts(seconds: int | float) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromNanoseconds(int(seconds * 1_000_000_000))

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from ledger.contracts import ContractArtifact, certificate_leaf_entry
 from ledger.node.client import LedgerClient, TransactionReverted
-from ledger.node.service import receipt_from_error
+from ledger.node.receipts import receipt_from_error
 from mpkix.merkle import MerkleTree
 from mpkix.rpc.errors import error_reason
 from mpkix.rpc.tls import TlsConfig, secure_channel
