@@ -13,6 +13,12 @@ refuses another. After reopening, its newest event is fetched once and compared 
 hash, block, name) so a different ledger that happens to reuse the chain id and address (e.g.
 a node re-created from the same genesis) is noticed instead of silently mixed.
 
+Statuses (decision 0811): a mirror with a source is the database's one follower, so it also
+keeps every row of ``statuses`` in memory: loaded when it opens, and after each committed page
+re-read from the database for the certificates that page changed (a rolled-back page changes
+nothing). A mirror without a source (another process keeps the file current) reads SQLite on
+every :meth:`status` call.
+
 Freshness: ``last_synced_at`` is the wall-clock time at which the mirror last *knew* it held
 every event the source had (taken before asking). With ``max_staleness`` set, lookups through
 :meth:`check_fresh` raise :class:`MirrorStale` once that time is older than the bound, e.g. when
@@ -28,10 +34,10 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from ias_sdk._internal import store
 from ledger.backends.base import EventSource, RegistryEvent
@@ -219,7 +225,11 @@ class LedgerMirror:
         self._anchors: dict[bytes, TrustAnchorRecord] = {}
         self._validators: dict[bytes, ValidatorRecord] = {}
         self._batches: dict[int, BatchRecord] = {}
+        # Every statuses row, when this object is the follower (None: read SQLite each time).
+        self._statuses: dict[tuple[bytes, bytes], CertificateStatus] | None = None
         self._load_governance()
+        if source is not None:
+            self._statuses = self._read_statuses()
 
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -283,6 +293,24 @@ class LedgerMirror:
         with self._state_lock:
             self._anchors = anchors
             self._validators = validators
+
+    def _read_statuses(
+        self, keys: set[tuple[bytes, bytes]] | None = None
+    ) -> dict[tuple[bytes, bytes], CertificateStatus]:
+        """Committed ``statuses`` rows (all, or those of ``keys``) from the writer connection."""
+        sql = (
+            "SELECT ca_cert_hash, cert_hash, state, reason, updated_at, batch_id, changed_by, "
+            "cursor FROM statuses"
+        )
+        if keys is None:
+            rows = list(self._writer.execute(sql))
+        else:
+            rows = []
+            for key in keys:
+                rows.extend(
+                    self._writer.execute(sql + " WHERE ca_cert_hash = ? AND cert_hash = ?", key)
+                )
+        return {(bytes(r[0]), bytes(r[1])): _status_of(r) for r in rows}
 
     # -- identity and cursor -------------------------------------------------------------
 
@@ -408,6 +436,11 @@ class LedgerMirror:
                 cursor = store.apply_events(conn, events, self._cursor)
         except store.EventFormatError as e:
             raise MirrorError(f"cannot apply the ledger's events: {e}") from None
+        # Committed: refresh the in-memory statuses of what this page touched, from the database.
+        if self._statuses is not None:
+            touched = store.status_keys(events)
+            if touched:
+                self._statuses.update(self._read_statuses(touched))
         for ev in events:
             if ev.name in store.GOVERNANCE_EVENTS:
                 governance = True
@@ -581,6 +614,9 @@ class LedgerMirror:
 
     def status(self, ca_cert_hash: bytes, cert_hash: bytes) -> CertificateStatus | None:
         """The recorded status of ``cert_hash`` under issuing CA ``ca_cert_hash`` (0402)."""
+        statuses = self._statuses
+        if statuses is not None:
+            return statuses.get((ca_cert_hash, cert_hash))
         row = (
             self._reader()
             .execute(
@@ -592,16 +628,7 @@ class LedgerMirror:
         )
         if row is None:
             return None
-        return CertificateStatus(
-            ca_cert_hash,
-            cert_hash,
-            int(row[0]),
-            int(row[1]),
-            float(row[2]),
-            int(row[3]),
-            bytes(row[4]),
-            int(row[5]),
-        )
+        return _status_of((ca_cert_hash, cert_hash, *row))
 
     def counts(self) -> dict[str, int]:
         """Row counts (for status output)."""
@@ -614,3 +641,17 @@ class LedgerMirror:
         out["operator_anchors"] = sum(1 for a in self._anchors.values() if a.active and a.kind == 2)
         out["validators"] = sum(1 for v in self._validators.values() if v.active)
         return out
+
+
+def _status_of(row: Sequence[Any]) -> CertificateStatus:
+    """A ``statuses`` row (all eight columns, in table order) as a record."""
+    return CertificateStatus(
+        bytes(row[0]),
+        bytes(row[1]),
+        int(row[2]),
+        int(row[3]),
+        float(row[4]),
+        int(row[5]),
+        bytes(row[6]),
+        int(row[7]),
+    )

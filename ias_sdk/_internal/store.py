@@ -66,6 +66,10 @@ STATE_REVOKED: Final = 2
 REASON_CERTIFICATE_HOLD: Final = 6
 REASON_REMOVE_FROM_CRL: Final = 8
 
+#: Events that write a ``statuses`` row.
+STATUS_EVENTS: Final = frozenset(
+    {"CertificateRevoked", "CertificateSuspended", "CertificateResumed"}
+)
 #: Events that change the in-memory governance view (anchors, validators).
 GOVERNANCE_EVENTS: Final = frozenset(
     {"ValidatorAdded", "ValidatorRemoved", "TrustAnchorAdded", "TrustAnchorRemoved"}
@@ -149,7 +153,7 @@ def _apply(conn: sqlite3.Connection, ev: RegistryEvent) -> None:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (*row, float(_i(a, "timestamp")), ev.cursor),
         )
-    elif name in ("CertificateRevoked", "CertificateSuspended", "CertificateResumed"):
+    elif name in STATUS_EVENTS:
         if name == "CertificateRevoked":
             state, reason = STATE_REVOKED, _i(a, "reason")
         elif name == "CertificateSuspended":
@@ -196,6 +200,16 @@ def _apply(conn: sqlite3.Connection, ev: RegistryEvent) -> None:
     elif name == "ThresholdChanged":
         write_meta(conn, {"threshold": str(_i(a, "new_threshold"))})
     # Proposal* events and logs the registry ABI does not know carry nothing verification needs.
+
+
+def status_keys(events: Sequence[RegistryEvent]) -> set[tuple[bytes, bytes]]:
+    """The ``(ca_cert_hash, cert_hash)`` rows that applying ``events`` wrote (applied events only:
+    their arguments were already checked)."""
+    return {
+        (_b(ev.args, "ca_cert_hash"), _b(ev.args, "cert_hash"))
+        for ev in events
+        if ev.name in STATUS_EVENTS
+    }
 
 
 def apply_events(conn: sqlite3.Connection, events: Sequence[RegistryEvent], cursor: int) -> int:

@@ -295,8 +295,135 @@ def encode_ppcert_info(info: PpCertInfo) -> bytes:
     )
 
 
+#: Attribute ids and (profile, operator id) pairs already found valid (exact strings).
+_VALID_ATTR_IDS: dict[str, None] = {}
+_VALID_INFO: dict[tuple[str, str], None] = {}
+_VALID_MAX: Final = 4096
+
+
+def _fast_len(data: bytes, pos: int, limit: int) -> tuple[int, int] | None:
+    """(content start, content end) of the strict-DER length at ``pos`` if the element ends
+    within ``limit``; None for anything else (the strict decoder then says what is wrong)."""
+    if pos >= limit:
+        return None
+    first = data[pos]
+    if first < 0x80:
+        start = pos + 1
+        end = start + first
+    elif first == 0x81:
+        if pos + 1 >= limit or data[pos + 1] < 0x80:
+            return None
+        start = pos + 2
+        end = start + data[pos + 1]
+    elif first == 0x82:
+        if pos + 2 >= limit or data[pos + 1] == 0:
+            return None
+        start = pos + 3
+        end = start + (data[pos + 1] << 8 | data[pos + 2])
+    else:
+        return None
+    return (start, end) if end <= limit else None
+
+
+def _fast_ppcert_info(der: bytes) -> PpCertInfo | None:
+    """``PpCertInfo`` when ``der`` is well-formed, checked exactly as the strict decoder checks
+    it, in one inlined pass; None when anything is off (the strict decoder then runs)."""
+    n = len(der)
+    if n < 2 or der[0] != TAG_SEQUENCE:
+        return None
+    span = _fast_len(der, 1, n)
+    if span is None or span[1] != n:
+        return None
+    pos = span[0]
+    # version INTEGER 1, exactly 02 01 01
+    if der[pos : pos + 3] != b"\x02\x01\x01":
+        return None
+    pos += 3
+    if pos >= n or der[pos] != TAG_IA5STRING:
+        return None
+    span = _fast_len(der, pos + 1, n)
+    if span is None:
+        return None
+    profile_bytes = der[span[0] : span[1]]
+    pos = span[1]
+    if pos >= n or der[pos] != TAG_UTF8STRING:
+        return None
+    span = _fast_len(der, pos + 1, n)
+    if span is None:
+        return None
+    operator_bytes = der[span[0] : span[1]]
+    pos = span[1]
+    if pos >= n or der[pos] != TAG_SEQUENCE:
+        return None
+    span = _fast_len(der, pos + 1, n)
+    if span is None or span[1] != n:
+        return None
+    if not profile_bytes.isascii():
+        return None
+    try:
+        profile = profile_bytes.decode("ascii")
+        operator_id = operator_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if (profile, operator_id) not in _VALID_INFO:
+        try:
+            _check_info(profile, operator_id)
+        except DerError:
+            return None
+        if len(_VALID_INFO) >= _VALID_MAX:
+            _VALID_INFO.clear()
+        _VALID_INFO[profile, operator_id] = None
+    sealed: dict[str, bytes] = {}
+    pos, end = span
+    while pos < end:
+        if der[pos] != TAG_SEQUENCE or len(sealed) == MAX_SEALED_ATTRIBUTES:
+            return None
+        item = _fast_len(der, pos + 1, end)
+        if item is None:
+            return None
+        pos, item_end = item
+        if pos >= item_end or der[pos] != TAG_UTF8STRING:
+            return None
+        field_span = _fast_len(der, pos + 1, item_end)
+        if field_span is None:
+            return None
+        id_bytes = der[field_span[0] : field_span[1]]
+        pos = field_span[1]
+        if pos >= item_end or der[pos] != TAG_OCTET_STRING:
+            return None
+        field_span = _fast_len(der, pos + 1, item_end)
+        if field_span is None or field_span[1] != item_end:
+            return None
+        value = der[field_span[0] : item_end]
+        try:
+            attr_id = id_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if attr_id not in _VALID_ATTR_IDS:
+            if ATTR_ID_RE.fullmatch(attr_id) is None:
+                return None
+            if len(_VALID_ATTR_IDS) >= _VALID_MAX:
+                _VALID_ATTR_IDS.clear()
+            _VALID_ATTR_IDS[attr_id] = None
+        if len(value) != SEALED_LEN or attr_id in sealed:
+            return None
+        sealed[attr_id] = value
+        pos = item_end
+    if not sealed:
+        return None
+    return PpCertInfo(profile, operator_id, sealed)
+
+
 def decode_ppcert_info(der: bytes) -> PpCertInfo:
     """Parse DER ``PpCertInfo`` strictly."""
+    fast = _fast_ppcert_info(der)
+    if fast is not None:
+        return fast
+    return _strict_ppcert_info(der)
+
+
+def _strict_ppcert_info(der: bytes) -> PpCertInfo:
+    """The reference decoder: accepts what the fast path accepts, and names what is wrong."""
     tag, start, end = read_header(der)
     if tag != TAG_SEQUENCE or end != len(der):
         raise DerError("PpCertInfo must be exactly one SEQUENCE")
