@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import pytest
@@ -51,7 +51,7 @@ def anchor(client: LedgerClient, i: int) -> ledger_pb2.LedgerReceipt:
 
 
 def test_health_and_reflection(server: RunningServer, pki: Path) -> None:
-    ch = cast(grpc.Channel, secure_channel(server.target, TlsConfig.from_dir(pki, "cms-node")))
+    ch = secure_channel(server.target, TlsConfig.from_dir(pki, "cms-node"))
     health = health_pb2_grpc.HealthStub(ch).Check(
         health_pb2.HealthCheckRequest(service="mpkix.v1.Ledger"), timeout=5
     )
@@ -66,9 +66,7 @@ def test_health_and_reflection(server: RunningServer, pki: Path) -> None:
 
 
 def test_client_without_certificate_is_refused(server: RunningServer, pki: Path) -> None:
-    ch = cast(
-        grpc.Channel, secure_channel(server.target, TlsConfig(ca=(pki / "ca.pem").read_bytes()))
-    )
+    ch = secure_channel(server.target, TlsConfig(ca=(pki / "ca.pem").read_bytes()))
     with pytest.raises(grpc.RpcError) as e:
         Stub(ch).GetStatus(ledger_pb2.GetLedgerStatusRequest(), timeout=5)
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
