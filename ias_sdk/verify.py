@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -50,7 +50,6 @@ from ias_sdk.mirror import (
     LedgerMirror,
     MirrorStale,
 )
-from mpkix.merkle import root_from_inclusion_path
 from mpkix.profile.signature_profiles import (
     COMPARISON_MODES,
     ComparisonMode,
@@ -162,10 +161,9 @@ class VerifiedSubject:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Proof:
+class _Proof(NamedTuple):
     """The bundle's MerkleInclusion as plain values (a protobuf sub-message would keep the
-    whole bundle alive in the remembered-inclusion cache)."""
+    whole bundle alive in the remembered-inclusion cache). A tuple: cheaper to build."""
 
     batch_id: int
     leaf_index: int
@@ -188,11 +186,33 @@ class _Proof:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Parts:
+class _Parts(NamedTuple):
     cert_der: bytes
     chain: tuple[bytes, ...]
     inclusion: _Proof | None
+
+
+def _audit_root(leaf: bytes, index: int, size: int, path: tuple[bytes, ...]) -> bytes | None:
+    """``mpkix.merkle.root_from_inclusion_path`` (RFC 9162 §2.1.3.2) inlined for 32-byte
+    ``leaf`` and path entries (the caller checks their lengths); None where it raises."""
+    if size < 1 or not 0 <= index < size:
+        return None
+    fn, sn, r = index, size - 1, leaf
+    sha256 = hashlib.sha256
+    for p in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = sha256(b"\x01" + p + r).digest()
+            if not fn & 1:
+                while not (fn & 1 or fn == 0):
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = sha256(b"\x01" + r + p).digest()
+        fn >>= 1
+        sn >>= 1
+    return r if sn == 0 else None
 
 
 def _fail(reason: Reason, message: str) -> VerificationError:
@@ -216,7 +236,7 @@ def _iso(ts: float) -> str:
 def _der_of_pem(data: bytes) -> tuple[bytes, tuple[bytes, ...]]:
     try:
         certs = x509.load_pem_x509_certificates(data)
-    except ValueError as e:
+    except (ValueError, x509.InvalidVersion) as e:
         raise _fail(Reason.MALFORMED, f"undecodable PEM: {e}") from None
     ders = [c.public_bytes(serialization.Encoding.DER) for c in certs]
     return ders[0], tuple(ders[1:])
@@ -281,7 +301,7 @@ class Verifier:
         if item[0] == 0x30:  # DER SEQUENCE: a certificate (a serialized bundle starts 0x0a)
             try:
                 x509.load_der_x509_certificate(item)
-            except ValueError as e:
+            except (ValueError, x509.InvalidVersion) as e:
                 raise _fail(Reason.MALFORMED, f"undecodable certificate: {e}") from None
             return _Parts(item, (), None)
         try:
@@ -332,10 +352,7 @@ class Verifier:
         if leaf.proof_key == key:
             return leaf.proof_root
         leaf_hash = hashlib.sha256(b"\x00" + leaf.cert_hash + operator_key_hash).digest()
-        try:
-            root: bytes | None = root_from_inclusion_path(leaf_hash, index, size, path)
-        except ValueError:
-            root = None
+        root = _audit_root(leaf_hash, index, size, path)
         leaf.proof_key, leaf.proof_root = key, root
         return root
 

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import SignatureAlgorithmOID
 
+from ias_sdk._internal.ppder import read_ppcert
 from mpkix.profile.extensions import TAG_SEQUENCE, DerError, read_header
 from mpkix.profile.ppcert import parse_ppcert
 
@@ -124,7 +125,10 @@ class LeafInfo:
 
 
 def _name(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "certificate"
+    try:
+        return cert.subject.rfc4514_string() or "certificate"
+    except ValueError:  # decoded lazily; a message must not raise (escaped before 0812)
+        return "certificate with an undecodable subject"
 
 
 def _is_ca(cert: x509.Certificate) -> str | None:
@@ -161,7 +165,7 @@ def analyze_issuer(chain_der: tuple[bytes, ...]) -> IssuerInfo:
     ca_hash = hashlib.sha256(chain_der[0]).digest()
     try:
         certs = [x509.load_der_x509_certificate(d) for d in chain_der]
-    except ValueError as e:
+    except (ValueError, x509.InvalidVersion) as e:
         return IssuerInfo(
             ca_hash, None, 0.0, 0.0, ("MALFORMED", f"undecodable CA certificate: {e}")
         )
@@ -214,16 +218,34 @@ def analyze_issuer(chain_der: tuple[bytes, ...]) -> IssuerInfo:
     )
 
 
-def _signed_by(cert: x509.Certificate, cert_der: bytes, issuer: IssuerInfo) -> Problem | None:
-    """RFC 5280 §6.1.3 (a)(1), (a)(4): issuer name and signature, with the cached CA key."""
+def _signed_by(
+    cert: x509.Certificate,
+    cert_der: bytes,
+    issuer: IssuerInfo,
+    sliced: tuple[bytes, bytes] | None = None,
+) -> Problem | None:
+    """RFC 5280 §6.1.3 (a)(1), (a)(4): issuer name and signature, with the cached CA key.
+
+    ``sliced``: ``(tbsCertificate, issuer Name)`` of ``cert_der`` when already sliced."""
     assert issuer.certificate is not None and issuer.public_key is not None
-    try:
-        tbs, issuer_der, _ = tbs_parts(cert_der)
-    except DerError:  # pragma: no cover - cryptography parsed it; use its re-encoding
-        tbs, issuer_der = cert.tbs_certificate_bytes, b""
+    if sliced is not None:
+        tbs, issuer_der = sliced
+    else:
+        try:
+            tbs, issuer_der, _ = tbs_parts(cert_der)
+        except DerError:  # pragma: no cover - cryptography parsed it; use its re-encoding
+            tbs, issuer_der = cert.tbs_certificate_bytes, b""
     # Equal DER means equal names; otherwise the decoded names decide (as before 0810).
-    if issuer_der != issuer.subject_der and cert.issuer != issuer.subject:
-        return "BAD_CHAIN", f"{_name(cert)} names another issuer than {_name(issuer.certificate)}"
+    if issuer_der != issuer.subject_der:
+        try:
+            other = cert.issuer != issuer.subject
+        except ValueError as e:  # cryptography decodes names lazily (escaped before 0812)
+            return "MALFORMED", f"undecodable issuer name: {e}"
+        if other:
+            return (
+                "BAD_CHAIN",
+                f"{_name(cert)} names another issuer than {_name(issuer.certificate)}",
+            )
     oid = cert.signature_algorithm_oid
     key = issuer.public_key
     try:
@@ -250,12 +272,31 @@ def analyze_leaf(cert_der: bytes, issuer: IssuerInfo, cert_hash: bytes | None = 
         cert_hash = hashlib.sha256(cert_der).digest()
     try:
         cert = x509.load_der_x509_certificate(cert_der)
-        not_before = cert.not_valid_before_utc.timestamp()
-        not_after = cert.not_valid_after_utc.timestamp()
-    except ValueError as e:
+        valid_from = cert.not_valid_before_utc
+        valid_to = cert.not_valid_after_utc
+    except (ValueError, x509.InvalidVersion) as e:  # InvalidVersion: v2 (escaped before 0812)
         return LeafInfo(
             cert_hash, None, None, 0.0, 0.0, ("MALFORMED", f"undecodable certificate: {e}")
         )
+    not_before, not_after = valid_from.timestamp(), valid_to.timestamp()
+    # The exact ppCert shape is read straight from the DER (decision 0812); anything else takes
+    # the cryptography-based path below, which gives every verdict and message.
+    fields = read_ppcert(cert_der)
+    if fields is not None:
+        problem = _signed_by(cert, cert_der, issuer, (fields.tbs, fields.issuer))
+        if problem is not None:
+            return LeafInfo(cert_hash, cert, None, not_before, not_after, problem)
+        view = LeafView(
+            fields.subject_id,
+            fields.cms_address,
+            fields.operator_id,
+            fields.signature_profile,
+            cert.serial_number,
+            valid_from,
+            valid_to,
+            fields.sealed_attribute_ids,
+        )
+        return LeafInfo(cert_hash, cert, view, not_before, not_after)
     problem = _signed_by(cert, cert_der, issuer)
     if problem is not None:
         return LeafInfo(cert_hash, cert, None, not_before, not_after, problem)
