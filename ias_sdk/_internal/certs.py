@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -31,6 +32,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import SignatureAlgorithmOID
 
 from ias_sdk._internal.ppder import read_ppcert
@@ -271,12 +273,21 @@ def analyze_leaf(cert_der: bytes, issuer: IssuerInfo, cert_hash: bytes | None = 
     if cert_hash is None:
         cert_hash = hashlib.sha256(cert_der).digest()
     try:
-        cert = x509.load_der_x509_certificate(cert_der)
+        with warnings.catch_warnings():
+            # cryptography warns on (and will refuse) a serial that is not positive: refused below.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            cert = x509.load_der_x509_certificate(cert_der)
+            serial = cert.serial_number
         valid_from = cert.not_valid_before_utc
         valid_to = cert.not_valid_after_utc
     except (ValueError, x509.InvalidVersion) as e:  # InvalidVersion: v2 (escaped before 0812)
         return LeafInfo(
             cert_hash, None, None, 0.0, 0.0, ("MALFORMED", f"undecodable certificate: {e}")
+        )
+    if serial <= 0:
+        return LeafInfo(
+            cert_hash, None, None, 0.0, 0.0,
+            ("MALFORMED", "the serial number is not positive (RFC 5280 §4.1.2.2)"),
         )
     not_before, not_after = valid_from.timestamp(), valid_to.timestamp()
     # The exact ppCert shape is read straight from the DER (decision 0812); anything else takes

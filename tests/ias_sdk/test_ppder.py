@@ -27,6 +27,11 @@ from mpkix.profile.ppcert import PpCertParams, parse_ppcert
 from mpkix.profile.signature_profiles import PROFILES
 from tests.mpkix.profile.helpers import TbsParts, der, make_ppcsr, on_profile_parts
 
+# Edits may make the serial non-positive; cryptography warns when it loads such a certificate.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Parsed a serial number:cryptography.utils.CryptographyDeprecationWarning"
+)
+
 EDIT_VALUES: tuple[Callable[[int], int], ...] = (
     lambda b: 0x00,
     lambda b: 0x01,
@@ -407,3 +412,23 @@ def test_what_escaped_verify_before_is_malformed(
             assert info.problem is not None and info.problem[0] == "MALFORMED", info.problem
             assert "undecodable issuer name" in info.problem[1]
     assert found
+
+
+@pytest.mark.parametrize("serial", [b"\x00", b"\xff", b"\x80" + b"\x11" * 15])
+def test_ca_signed_certificate_with_a_non_positive_serial_is_malformed(
+    ca: CaMaterial, issuer: IssuerInfo, ppcerts: list[bytes], serial: bytes
+) -> None:
+    """RFC 5280 §4.1.2.2: serials are positive. Zero or negative, even under the CA's signature,
+    is MALFORMED on both paths (the strict reader and cryptography's)."""
+    tbs, alg = _split(ppcerts[0])
+    # tbsCertificate: SEQUENCE { [0] version, INTEGER serial, ... }: replace the serial's TLV.
+    _, body, body_end = read_header(tbs)
+    _, _, version_end = read_header(tbs, body)
+    tag, _, serial_end = read_header(tbs, version_end)
+    assert tag == 0x02  # INTEGER
+    new_serial = bytes([0x02, len(serial)]) + serial
+    edited = _resigned(
+        der_sequence(tbs[body:version_end], new_serial, tbs[serial_end:body_end]), alg, ca
+    )
+    info = analyze_leaf(edited, issuer)
+    assert info.problem == ("MALFORMED", "the serial number is not positive (RFC 5280 §4.1.2.2)")
