@@ -4,7 +4,6 @@ its ledger node by the CA, verifies with the SDK; its revocation by the CA reach
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -14,7 +13,7 @@ from cma.client import enroll
 from cma.enrollment import EnrollmentFlow
 from cma.keystore import generate_key
 from cma.usim import EmulatedUsim
-from deploy.local import LocalCluster, OperatorSpec
+from deploy.local import LocalCluster
 from ias_sdk import LedgerMirror, Reason, VerificationError, verify
 from ledger.backends.embedded import EmbeddedBackend
 from mpkix.aka.sqn import UsimSqnState
@@ -25,16 +24,8 @@ from tests.conftest import OPERATOR, subscribers
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, hss_template: Path) -> Iterator[LocalCluster]:
-    work = tmp_path_factory.mktemp("ias-cluster")
-    hss = work / "hss.sqlite"
-    hss.write_bytes(hss_template.read_bytes())
-    c = LocalCluster(work, [OperatorSpec(OPERATOR, hss)], with_ledger=True, anchor_window_s=0.05)
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
+def cluster(ledger_cluster: LocalCluster) -> LocalCluster:
+    return ledger_cluster
 
 
 def _enroll(c: LocalCluster, index: int) -> tuple[EnrollmentFlow, common_pb2.CertificateBundle]:
