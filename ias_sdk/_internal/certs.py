@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -32,7 +31,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import SignatureAlgorithmOID
 
 from ias_sdk._internal.ppder import read_ppcert
@@ -265,6 +263,22 @@ def _signed_by(
     return None
 
 
+def _serial_is_positive(cert_der: bytes) -> bool | None:
+    """RFC 5280 §4.1.2.2 from the DER alone (no global warning filters on the verify path):
+    True/False, or None when the header does not parse (the loader then gives the verdict)."""
+    try:
+        _, cert_body, _ = read_header(cert_der)
+        _, pos, _ = read_header(cert_der, cert_body)  # into tbsCertificate
+        tag, start, end = read_header(cert_der, pos)
+        if tag == 0xA0:  # [0] version
+            tag, start, end = read_header(cert_der, end)
+    except DerError:
+        return None
+    if tag != 0x02 or end <= start:
+        return None
+    return cert_der[start] < 0x80 and any(cert_der[start:end])
+
+
 def analyze_leaf(cert_der: bytes, issuer: IssuerInfo, cert_hash: bytes | None = None) -> LeafInfo:
     """Decode ``cert_der``, check ``issuer``'s signature on it and read its ppCert fields.
 
@@ -272,22 +286,19 @@ def analyze_leaf(cert_der: bytes, issuer: IssuerInfo, cert_hash: bytes | None = 
     """
     if cert_hash is None:
         cert_hash = hashlib.sha256(cert_der).digest()
+    # Before loading: cryptography warns on (and will refuse) a serial that is not positive.
+    if _serial_is_positive(cert_der) is False:
+        return LeafInfo(
+            cert_hash, None, None, 0.0, 0.0,
+            ("MALFORMED", "the serial number is not positive (RFC 5280 §4.1.2.2)"),
+        )
     try:
-        with warnings.catch_warnings():
-            # cryptography warns on (and will refuse) a serial that is not positive: refused below.
-            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            cert = x509.load_der_x509_certificate(cert_der)
-            serial = cert.serial_number
+        cert = x509.load_der_x509_certificate(cert_der)
         valid_from = cert.not_valid_before_utc
         valid_to = cert.not_valid_after_utc
     except (ValueError, x509.InvalidVersion) as e:  # InvalidVersion: v2 (escaped before 0812)
         return LeafInfo(
             cert_hash, None, None, 0.0, 0.0, ("MALFORMED", f"undecodable certificate: {e}")
-        )
-    if serial <= 0:
-        return LeafInfo(
-            cert_hash, None, None, 0.0, 0.0,
-            ("MALFORMED", "the serial number is not positive (RFC 5280 §4.1.2.2)"),
         )
     not_before, not_after = valid_from.timestamp(), valid_to.timestamp()
     # The exact ppCert shape is read straight from the DER (decision 0812); anything else takes
