@@ -14,17 +14,12 @@ from typing import Any
 import grpc
 
 from ca_node.revocation import CaRevoker, UnknownCertificate, normalize_serial
-from ledger.status import Action, StatusChangeRefused
+from ledger.status import StatusChangeRefused, action_from_proto, refused_error
 from mpkix.rpc.errors import ServiceError, invalid, rpc_method
 from mpkix.v1 import ca_admin_pb2, ca_admin_pb2_grpc, lifecycle_pb2
 
 log = logging.getLogger("mpkix.ca.admin")
 
-_ACTIONS = {
-    lifecycle_pb2.REVOKE: Action.REVOKE,
-    lifecycle_pb2.SUSPEND: Action.SUSPEND,
-    lifecycle_pb2.RESUME: Action.RESUME,
-}
 DEFAULT_ADMINS = frozenset({"ca-admin"})
 
 
@@ -57,9 +52,7 @@ class CaAdminService(ca_admin_pb2_grpc.CaAdminServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> lifecycle_pb2.CertificateState:
         who = self._authorize(context)
-        action = _ACTIONS.get(request.action)
-        if action is None:
-            raise invalid("action must be REVOKE, SUSPEND or RESUME")
+        action = action_from_proto(request.action)
         try:
             serial = normalize_serial(request.serial)
         except ValueError as e:
@@ -78,11 +71,7 @@ class CaAdminService(ca_admin_pb2_grpc.CaAdminServicer):
         except UnknownCertificate as e:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, str(e)) from None
         except StatusChangeRefused as e:
-            raise ServiceError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"the ledger refused to {action.value} {serial}: {e.reason}",
-                reason="STATUS_CHANGE_REFUSED",
-            ) from None
+            raise refused_error(action, serial, e) from None
         log.info(
             "%s: %s %s -> %s (tx %s)", who, action.value, serial, result.state,
             result.tx_hash.hex(),

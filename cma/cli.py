@@ -97,7 +97,6 @@ def _enroll(args: argparse.Namespace) -> int:
         signature_profile=args.profile or "",
     )
     channel = secure_channel(args.cms, TlsConfig.from_files(args.tls_ca))
-    assert isinstance(channel, grpc.Channel)
     try:
         with channel:
             cert, resp = enroll(channel, flow, trusted_roots=roots)
@@ -176,7 +175,6 @@ def _revoke(args: argparse.Namespace) -> int:
         lifecycle_pb2.RESUME if args.resume else lifecycle_pb2.REVOKE
     )
     channel = secure_channel(args.cms, TlsConfig.from_files(args.tls_ca))
-    assert isinstance(channel, grpc.Channel)
     try:
         with channel:
             resp = change_status(

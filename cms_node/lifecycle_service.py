@@ -20,17 +20,20 @@ from cryptography import x509
 from cms_node.authenticator import EapAkaPrimeAuthenticator
 from cms_node.state import CmsState
 from ledger.backends.base import LedgerBackend
-from ledger.status import STATE_NAMES, Action, StatusChangeRefused, change_status, current_status
+from ledger.status import (
+    STATE_NAMES,
+    Action,
+    StatusChangeRefused,
+    action_from_proto,
+    change_status,
+    current_status,
+    refused_error,
+)
 from mpkix.rpc.errors import ServiceError, invalid, rpc_method
 from mpkix.v1 import enrollment_pb2, lifecycle_pb2, lifecycle_pb2_grpc
 
 log = logging.getLogger("mpkix.cms.lifecycle")
 
-_ACTIONS = {
-    lifecycle_pb2.REVOKE: Action.REVOKE,
-    lifecycle_pb2.SUSPEND: Action.SUSPEND,
-    lifecycle_pb2.RESUME: Action.RESUME,
-}
 # RFC 5280 CRLReason values a subscriber may give (CA/AA compromise are the CA's).
 USER_REASONS = {0, 1, 3, 4, 5, 9}
 
@@ -68,9 +71,7 @@ class LifecycleService(lifecycle_pb2_grpc.LifecycleServicer):
         request: lifecycle_pb2.ChangeStatusRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> lifecycle_pb2.ChangeStatusResponse:
-        action = _ACTIONS.get(request.action)
-        if action is None:
-            raise invalid("action must be REVOKE, SUSPEND or RESUME")
+        action = action_from_proto(request.action)
         if bool(request.subject_id) == request.all_certificates:
             raise invalid("name one subject_id, or set all_certificates (not both)")
         if action == Action.REVOKE and request.reason not in USER_REASONS:
@@ -109,11 +110,7 @@ class LifecycleService(lifecycle_pb2_grpc.LifecycleServicer):
                     request.reason,
                 )
             except StatusChangeRefused as e:
-                raise ServiceError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"the ledger refused to {action.value} {subject_id}: {e.reason}",
-                    reason="STATUS_CHANGE_REFUSED",
-                ) from None
+                raise refused_error(action, subject_id, e) from None
             log.info("subject %s: %s (tx %s)", subject_id, result.state, result.tx_hash.hex())
             serial = x509.load_der_x509_certificate(bundle.certificate_der).serial_number
             cs = out.certificates.add(

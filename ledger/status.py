@@ -14,9 +14,12 @@ import hashlib
 from dataclasses import dataclass
 from enum import Enum
 
+import grpc
+
 from ledger.backends.base import LedgerBackend
 from ledger.contracts import CertState
-from mpkix.v1 import common_pb2
+from mpkix.rpc.errors import ServiceError, invalid
+from mpkix.v1 import common_pb2, lifecycle_pb2
 
 
 class Action(Enum):
@@ -37,6 +40,30 @@ STATE_NAMES = {CertState.GOOD: "active", CertState.SUSPENDED: "suspended",
                CertState.REVOKED: "revoked"}
 _TARGET = {Action.REVOKE: CertState.REVOKED, Action.SUSPEND: CertState.SUSPENDED,
            Action.RESUME: CertState.GOOD}
+
+
+_FROM_PROTO: dict[int, Action] = {
+    lifecycle_pb2.REVOKE: Action.REVOKE,
+    lifecycle_pb2.SUSPEND: Action.SUSPEND,
+    lifecycle_pb2.RESUME: Action.RESUME,
+}
+
+
+def action_from_proto(value: int) -> Action:
+    """The ``StatusAction`` of a Lifecycle/CaAdmin request; INVALID_ARGUMENT otherwise."""
+    action = _FROM_PROTO.get(int(value))
+    if action is None:
+        raise invalid("action must be REVOKE, SUSPEND or RESUME")
+    return action
+
+
+def refused_error(action: Action, what: str, e: StatusChangeRefused) -> ServiceError:
+    """How both status services report a change the registry refused."""
+    return ServiceError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"the ledger refused to {action.value} {what}: {e.reason}",
+        reason="STATUS_CHANGE_REFUSED",
+    )
 
 
 @dataclass(frozen=True)

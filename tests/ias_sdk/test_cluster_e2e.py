@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from cma.client import enroll
@@ -36,7 +35,6 @@ def _enroll(c: LocalCluster, index: int) -> tuple[EnrollmentFlow, common_pb2.Cer
         key=generate_key(),
     )
     ch = secure_channel(f"127.0.0.1:{c.cms_ports[OPERATOR]}", c.client_tls())
-    assert isinstance(ch, grpc.Channel)
     with ch:
         _, resp = enroll(ch, flow)
     return flow, resp.bundle

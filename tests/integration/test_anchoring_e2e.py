@@ -32,7 +32,6 @@ def _enroll(c: LocalCluster, index: int) -> tuple[EnrollmentFlow, object]:
         key=generate_key(),
     )
     ch = secure_channel(f"127.0.0.1:{c.cms_ports[OPERATOR]}", c.client_tls())
-    assert isinstance(ch, grpc.Channel)
     with ch:
         _, resp = enroll(ch, flow)
     return flow, resp
@@ -67,7 +66,6 @@ def test_concurrent_enrollments_share_one_anchored_batch(ledger_cluster: LocalCl
 
 def _channel(c: LocalCluster) -> grpc.Channel:
     ch = secure_channel(f"127.0.0.1:{c.cms_ports[OPERATOR]}", c.client_tls())
-    assert isinstance(ch, grpc.Channel)
     return ch
 
 

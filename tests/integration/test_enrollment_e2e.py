@@ -20,7 +20,6 @@ from tests.conftest import OPERATOR, subscribers
 
 def channel(cluster: LocalCluster) -> grpc.Channel:
     ch = secure_channel(f"127.0.0.1:{cluster.cms_ports[OPERATOR]}", cluster.client_tls())
-    assert isinstance(ch, grpc.Channel)
     return ch
 
 

@@ -205,7 +205,6 @@ def make_flow(cluster: LocalCluster, index: int) -> EnrollmentFlow:
 
 def cms_channel(cluster: LocalCluster) -> grpc.Channel:
     ch = secure_channel(f"127.0.0.1:{cluster.cms_ports[OPERATOR]}", cluster.client_tls())
-    assert isinstance(ch, grpc.Channel)
     return ch
 
 

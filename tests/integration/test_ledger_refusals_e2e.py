@@ -89,7 +89,6 @@ def enroll_a(c: LocalCluster) -> tuple[EnrollmentFlow, common_pb2.CertificateBun
 
 def cms_a(c: LocalCluster) -> grpc.Channel:
     ch = secure_channel(f"127.0.0.1:{c.cms_ports[OPERATOR]}", c.client_tls())
-    assert isinstance(ch, grpc.Channel)
     return ch
 
 
